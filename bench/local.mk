@@ -1,0 +1,2 @@
+# bench/: benchmarks (not part of make check)
+EXTRA_DIST += bench/shadow

@@ -1,0 +1,1 @@
+# cache/: the content-addressed image cache (issue 3)

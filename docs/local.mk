@@ -1,0 +1,2 @@
+# docs/: protocol and format pages, man pages
+dist_doc_DATA += docs/benchmarks.md

@@ -1,0 +1,1 @@
+# examples/: the CoAP device simulator (issue 5)

@@ -1,0 +1,1 @@
+# proxy/: the gateway daemon deltagated (issue 4)

@@ -1,0 +1,53 @@
+/* deltagate - the command-line tool: one binary, one subcommand per area. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "dg_cli.h"
+#include "dg_log.h"
+
+/* Subcommands register here (defined in cli_*.c). */
+static const dg_cli_cmd commands[] = {
+	/* shadow (issue 2) */
+	/* cache (issue 3) */
+	/* diff, diffgen, apply, inspect, manifest (issue 6) */
+	{ NULL, NULL, NULL }
+};
+
+static void
+usage(FILE *out)
+{
+	const dg_cli_cmd *c;
+
+	fprintf(out, "usage: deltagate COMMAND [OPTIONS] [ARGS]\n\ncommands:\n");
+	for (c = commands; c->name; c++)
+		fprintf(out, "  %-10s %s\n", c->name, c->summary);
+	fprintf(out, "\n'deltagate COMMAND --help' describes one command.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	const dg_cli_cmd *c;
+
+	dg_log_open("deltagate", 0, DG_LOG_WARN);
+	if (argc < 2) {
+		usage(stderr);
+		return DG_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(stdout);
+		return DG_EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("deltagate %s\n", PACKAGE_VERSION);
+		return DG_EXIT_OK;
+	}
+	for (c = commands; c->name; c++)
+		if (strcmp(argv[1], c->name) == 0)
+			return c->run(argc - 1, argv + 1);
+	fprintf(stderr, "deltagate: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return DG_EXIT_USAGE;
+}

@@ -1,0 +1,21 @@
+/* dg_cli - the subcommands of the `deltagate` tool.
+ *
+ * Each subcommand is `int dg_cli_NAME(int argc, char **argv)` with argv[0]
+ * the subcommand's name; it returns the process exit status:
+ * 0 success, 1 operation failed, 2 usage error, other values as its
+ * man page documents.
+ */
+#ifndef DG_CLI_H
+#define DG_CLI_H
+
+#define DG_EXIT_OK 0
+#define DG_EXIT_FAIL 1
+#define DG_EXIT_USAGE 2
+
+typedef struct dg_cli_cmd {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+} dg_cli_cmd;
+
+#endif

@@ -1,0 +1,71 @@
+/* dg_config - declarative configuration: one table row per option.
+ *
+ * The same table drives the configuration file ("name value" lines, '#'
+ * comments, values may be "double quoted"), the command line
+ * ("--name value" or "--name=value"; booleans also "--name" alone), the
+ * defaults, range checks, validators and --help. Errors are reported as
+ * "file:line: why" (or "--name: why").
+ */
+#ifndef DG_CONFIG_H
+#define DG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dg_err.h"
+
+typedef enum dg_opt_type {
+	DG_OPT_STR,   /* char *, strdup'ed; freed by dg_config_free */
+	DG_OPT_INT,   /* int64_t, within [min, max] */
+	DG_OPT_SIZE,  /* uint64_t with K/M/G suffixes, within [min, max] */
+	DG_OPT_BOOL,  /* int: yes/no, true/false, on/off, 1/0 */
+	DG_OPT_LIST   /* dg_config_list: every occurrence appends a string */
+} dg_opt_type;
+
+typedef struct dg_config_list {
+	char **items;
+	size_t count;
+} dg_config_list;
+
+typedef struct dg_option {
+	const char *name;     /* "broker"; on the command line "--broker" */
+	dg_opt_type type;
+	size_t offset;        /* offsetof(struct your_config, field) */
+	int64_t min, max;     /* bounds for INT and SIZE (max 0: no bound) */
+	const char *defval;   /* default as text, or NULL */
+	int reloadable;       /* may change on SIGHUP without a restart */
+	/* optional: extra check of the parsed text; return 0 if fine, else
+	 * write a reason into why and return -1 */
+	int (*validate)(const char *value, char *why, size_t whylen);
+	const char *help;
+} dg_option;
+
+/* Set every option to its default. DG_ERR_CONFIG_VALUE if a default is
+ * itself invalid (a programming error, logged). */
+dg_err dg_config_defaults(const dg_option *tab, size_t n, void *cfg);
+
+/* Read a configuration file into cfg (already holding defaults). Errors are
+ * logged as file:line: DG_ERR_NOENT/DG_ERR_PERM (cannot read),
+ * DG_ERR_CONFIG_UNKNOWN, DG_ERR_CONFIG_VALUE. */
+dg_err dg_config_load_file(const dg_option *tab, size_t n, void *cfg, const char *path);
+
+/* Set one option from text (origin names the source in messages). */
+dg_err dg_config_set(const dg_option *tab, size_t n, void *cfg,
+    const char *name, const char *value, const char *origin);
+
+/* Parse "--name value" arguments from argv[*optind] on, stopping at the
+ * first argument that is not an option (or after "--"); *optind is left at
+ * it. Unknown options are DG_ERR_CONFIG_UNKNOWN (logged). */
+dg_err dg_config_parse_args(const dg_option *tab, size_t n, void *cfg,
+    int argc, char **argv, int *optind);
+
+/* Free every string and list of cfg. cfg itself is the caller's. */
+void dg_config_free(const dg_option *tab, size_t n, void *cfg);
+
+/* Print one line per option (name, default, help) to stdout. */
+void dg_config_usage(const dg_option *tab, size_t n);
+
+/* Print the effective configuration in file syntax to stdout. */
+void dg_config_dump(const dg_option *tab, size_t n, const void *cfg);
+
+#endif

@@ -1,0 +1,84 @@
+/* dg_err - descriptions of the error codes. */
+#include "config.h"
+
+#include <errno.h>
+#include <stddef.h>
+
+#include "dg_err.h"
+
+static const struct {
+	dg_err code;
+	const char *text;
+} errtab[] = {
+	{ DG_OK, "success" },
+	{ DG_ERR_NOMEM, "out of memory" },
+	{ DG_ERR_INVAL, "invalid argument" },
+	{ DG_ERR_IO, "input/output error" },
+	{ DG_ERR_NOENT, "no such file or entry" },
+	{ DG_ERR_EXIST, "already exists" },
+	{ DG_ERR_PERM, "permission denied" },
+	{ DG_ERR_NOSPC, "no space left on device" },
+	{ DG_ERR_RANGE, "value out of range" },
+	{ DG_ERR_TOOBIG, "input exceeds a configured limit" },
+	{ DG_ERR_TIMEOUT, "timed out" },
+	{ DG_ERR_CANCELED, "canceled" },
+	{ DG_ERR_BUSY, "resource busy" },
+	{ DG_ERR_UNSUPPORTED, "not supported" },
+	{ DG_ERR_INTERNAL, "internal error" },
+	{ DG_ERR_CRYPTO, "cryptographic library error" },
+	{ DG_ERR_SYSTEM, "system call failed" },
+	{ DG_ERR_CONFIG, "bad configuration" },
+	{ DG_ERR_CONFIG_UNKNOWN, "unknown configuration option" },
+	{ DG_ERR_CONFIG_VALUE, "bad configuration value" },
+	{ DG_ERR_USAGE, "bad command line" },
+	{ DG_ERR_JSON, "invalid JSON" },
+	{ DG_ERR_JSON_DEPTH, "JSON nested too deeply" },
+	{ DG_ERR_JSON_TYPE, "JSON member of the wrong type" },
+	{ DG_ERR_JSON_UTF8, "not valid UTF-8" },
+	{ DG_ERR_DB, "database error" },
+	{ DG_ERR_DB_SCHEMA, "database schema is newer than this program" },
+	{ DG_ERR_DB_BUSY, "database is locked" },
+	{ DG_ERR_DB_CORRUPT, "database file is corrupt" },
+	{ DG_ERR_MQTT, "MQTT client error" },
+	{ DG_ERR_MQTT_CONNECT, "could not connect to the MQTT broker" },
+	{ DG_ERR_MQTT_TOPIC, "invalid MQTT topic" },
+	{ DG_ERR_MQTT_DISCONNECTED, "not connected to the MQTT broker" },
+	{ DG_ERR_SHADOW_BAD_REQUEST, "bad shadow request" },
+	{ DG_ERR_SHADOW_NOT_FOUND, "no such shadow" },
+	{ DG_ERR_SHADOW_CONFLICT, "shadow version conflict" },
+	{ DG_ERR_SHADOW_TOO_LARGE, "shadow document too large" },
+	/* cache (issue 3) */
+	/* delta (issue 6) */
+	/* fetch, jobs (issue 4) */
+	/* drivers (issues 4, 5) */
+};
+
+const char *
+dg_strerror(dg_err err)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(errtab) / sizeof(errtab[0]); i++)
+		if (errtab[i].code == err)
+			return errtab[i].text;
+	return "unknown error";
+}
+
+dg_err
+dg_err_from_errno(int errnum)
+{
+	switch (errnum) {
+	case 0: return DG_OK;
+	case ENOMEM: return DG_ERR_NOMEM;
+	case EINVAL: return DG_ERR_INVAL;
+	case ENOENT: return DG_ERR_NOENT;
+	case EEXIST: return DG_ERR_EXIST;
+	case EACCES: case EPERM: case EROFS: return DG_ERR_PERM;
+	case ENOSPC: case EDQUOT: case EFBIG: return DG_ERR_NOSPC;
+	case ERANGE: return DG_ERR_RANGE;
+	case ETIMEDOUT: return DG_ERR_TIMEOUT;
+	case EBUSY: return DG_ERR_BUSY;
+	case EIO: return DG_ERR_IO;
+	default: return DG_ERR_SYSTEM;
+	}
+}

@@ -1,0 +1,78 @@
+/* dg_err - the one error enumeration of deltagate.
+ *
+ * Values are explicit and never renumbered; a retired value stays in the
+ * enum with an _OBSOLETE suffix. 0 is success. Each area owns a block of
+ * numbers so that modules can grow without colliding.
+ */
+#ifndef DG_ERR_H
+#define DG_ERR_H
+
+typedef enum dg_err {
+	DG_OK = 0,
+
+	/* 1-49: generic */
+	DG_ERR_NOMEM = 1,        /* out of memory */
+	DG_ERR_INVAL = 2,        /* invalid argument */
+	DG_ERR_IO = 3,           /* I/O error (read/write/fsync/rename) */
+	DG_ERR_NOENT = 4,        /* no such file or entry */
+	DG_ERR_EXIST = 5,        /* already exists */
+	DG_ERR_PERM = 6,         /* permission denied */
+	DG_ERR_NOSPC = 7,        /* no space left on device */
+	DG_ERR_RANGE = 8,        /* value out of range */
+	DG_ERR_TOOBIG = 9,       /* input exceeds a configured limit */
+	DG_ERR_TIMEOUT = 10,     /* deadline passed */
+	DG_ERR_CANCELED = 11,    /* operation canceled by the caller */
+	DG_ERR_BUSY = 12,        /* resource busy */
+	DG_ERR_UNSUPPORTED = 13, /* not supported by this build or version */
+	DG_ERR_INTERNAL = 14,    /* an invariant was broken: a bug */
+	DG_ERR_CRYPTO = 15,      /* OpenSSL failure */
+	DG_ERR_SYSTEM = 16,      /* other system call failure (see errno / log) */
+
+	/* 50-69: configuration and command line */
+	DG_ERR_CONFIG = 50,        /* bad configuration (file:line logged) */
+	DG_ERR_CONFIG_UNKNOWN = 51,/* unknown option */
+	DG_ERR_CONFIG_VALUE = 52,  /* bad value for an option */
+	DG_ERR_USAGE = 53,         /* bad command line */
+
+	/* 70-89: JSON */
+	DG_ERR_JSON = 70,          /* invalid JSON */
+	DG_ERR_JSON_DEPTH = 71,    /* nesting too deep */
+	DG_ERR_JSON_TYPE = 72,     /* member of the wrong type */
+	DG_ERR_JSON_UTF8 = 73,     /* not valid UTF-8 */
+
+	/* 90-109: SQLite store */
+	DG_ERR_DB = 90,            /* SQLite error (logged with its message) */
+	DG_ERR_DB_SCHEMA = 91,     /* schema newer than this program */
+	DG_ERR_DB_BUSY = 92,       /* database locked past the busy timeout */
+	DG_ERR_DB_CORRUPT = 93,    /* database file is corrupt */
+
+	/* 110-129: MQTT */
+	DG_ERR_MQTT = 110,         /* Paho error (logged with its code) */
+	DG_ERR_MQTT_CONNECT = 111, /* could not connect to the broker */
+	DG_ERR_MQTT_TOPIC = 112,   /* invalid topic (e.g. a wildcard to publish) */
+	DG_ERR_MQTT_DISCONNECTED = 113, /* not connected */
+
+	/* 130-149: shadow document model */
+	DG_ERR_SHADOW_BAD_REQUEST = 130, /* 400 */
+	DG_ERR_SHADOW_NOT_FOUND = 131,   /* 404 */
+	DG_ERR_SHADOW_CONFLICT = 132,    /* 409 */
+	DG_ERR_SHADOW_TOO_LARGE = 133,   /* 413 */
+
+	/* 150-199: image cache (issue 3) */
+
+	/* 200-259: delta engine (issue 6) */
+
+	/* 260-299: fetch (HTTP) and jobs (issue 4) */
+
+	/* 300-349: downstream drivers: coap, serial, exec (issues 4, 5) */
+
+	DG_ERR_MAX_ /* not an error: one past the largest value in use */
+} dg_err;
+
+/* A static, human-readable description of err; never NULL. */
+const char *dg_strerror(dg_err err);
+
+/* The dg_err closest to a POSIX errno value (ENOSPC -> DG_ERR_NOSPC, ...). */
+dg_err dg_err_from_errno(int errnum);
+
+#endif

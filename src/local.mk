@@ -1,0 +1,31 @@
+# src/: the core library (libdgcore) and the command-line tools
+
+noinst_LTLIBRARIES += src/libdgcore.la
+src_libdgcore_la_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(SQLITE_CFLAGS) \
+	$(OPENSSL_CFLAGS) $(ZSTD_CFLAGS) $(JANSSON_CFLAGS) $(CURL_CFLAGS) \
+	$(DIVSUFSORT_CFLAGS) $(ZLIB_CFLAGS) $(LZMA_CFLAGS) $(PAHO_CFLAGS)
+src_libdgcore_la_LIBADD = $(LIBEVENT_LIBS) $(SQLITE_LIBS) $(OPENSSL_LIBS) \
+	$(ZSTD_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) $(DIVSUFSORT_LIBS) $(ZLIB_LIBS) \
+	$(LZMA_LIBS) $(PAHO_LIBS) $(SYSTEMD_LIBS) -lpthread
+
+# --- core: errors, logging, configuration, JSON, storage
+src_libdgcore_la_SOURCES = \
+	src/dg_err.c src/dg_err.h \
+	src/dg_log.c src/dg_log.h \
+	src/dg_util.c src/dg_util.h \
+	src/dg_config.c src/dg_config.h \
+	src/dg_json.c src/dg_json.h \
+	src/dg_store.c src/dg_store.h
+
+# --- upstream: MQTT bridge and the shadow document model (issue 2)
+
+# --- delta engine (issue 6)
+
+# --- command-line tools: deltagate (one binary, subcommands in cli_*.c)
+bin_PROGRAMS += src/deltagate
+src_deltagate_SOURCES = src/deltagate.c src/dg_cli.h
+# cli: shadow (issue 2)
+# cli: cache (issue 3)
+# cli: diff, apply, inspect, manifest, diffgen (issue 6)
+src_deltagate_CFLAGS = $(src_libdgcore_la_CFLAGS) $(COAP_CFLAGS)
+src_deltagate_LDADD = src/libdgcore.la

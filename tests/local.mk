@@ -1,0 +1,50 @@
+# tests/: unit tests (cmocka, TAP), integration tests (shell, TAP), fuzz replays
+# Every test speaks TAP so that each case is counted by the harness.
+
+LOG_DRIVER = env AM_TAP_AWK='$(AWK)' $(SHELL) $(top_srcdir)/build-aux/tap-driver.sh
+TEST_EXTENSIONS = .sh
+SH_LOG_DRIVER = $(LOG_DRIVER)
+AM_TESTS_ENVIRONMENT = \
+	top_srcdir='$(abs_top_srcdir)'; export top_srcdir; \
+	top_builddir='$(abs_top_builddir)'; export top_builddir; \
+	CMOCKA_MESSAGE_OUTPUT=TAP; export CMOCKA_MESSAGE_OUTPUT;
+
+EXTRA_DIST += tests/lib.sh
+
+UNIT_CFLAGS = $(src_libdgcore_la_CFLAGS) $(CMOCKA_CFLAGS)
+UNIT_LDADD = src/libdgcore.la $(CMOCKA_LIBS)
+
+if HAVE_CMOCKA
+# --- core unit tests
+UNIT_TESTS = \
+	tests/unit/test_err \
+	tests/unit/test_util \
+	tests/unit/test_config \
+	tests/unit/test_json \
+	tests/unit/test_store
+
+# --- cache unit tests (issue 3)
+
+# --- delta unit tests (issue 6)
+
+check_PROGRAMS += $(UNIT_TESTS)
+TESTS += $(UNIT_TESTS)
+tests_unit_test_err_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_err_LDADD = $(UNIT_LDADD)
+tests_unit_test_util_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_util_LDADD = $(UNIT_LDADD)
+tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_config_LDADD = $(UNIT_LDADD)
+tests_unit_test_json_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_json_LDADD = $(UNIT_LDADD)
+tests_unit_test_store_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_store_LDADD = $(UNIT_LDADD)
+endif
+
+# --- integration tests: start real daemons and peers on loopback
+INTEGRATION_TESTS =
+
+TESTS += $(INTEGRATION_TESTS)
+EXTRA_DIST += $(INTEGRATION_TESTS)
+
+# --- fuzz targets: replayed over their committed corpora by make check
