@@ -48,3 +48,24 @@ TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)
 
 # --- fuzz targets: replayed over their committed corpora by make check
+# A target is tests/fuzz/<name>_fuzz.c defining LLVMFuzzerTestOneInput; its
+# corpus (and any crash reproducers) live in tests/fuzz/corpus/<name>/.
+# make check links each with tests/fuzz/replay.c as tests/fuzz/<name>_replay;
+# --enable-fuzzing (CC=clang) also builds tests/fuzz/<name>_fuzz for libFuzzer.
+EXTRA_DIST += tests/fuzz/corpus
+FUZZ_REPLAYS =
+FUZZ_ENGINES =
+FUZZ_CFLAGS = $(src_libdgcore_la_CFLAGS)
+FUZZ_LDADD = src/libdgcore.la
+
+# --- fuzz: shadow (issue 2)
+
+# --- fuzz: cache (issue 3)
+
+# --- fuzz: delta, cpio, gzip (issue 6)
+
+check_PROGRAMS += $(FUZZ_REPLAYS)
+TESTS += $(FUZZ_REPLAYS)
+if ENABLE_FUZZING
+noinst_PROGRAMS += $(FUZZ_ENGINES)
+endif
