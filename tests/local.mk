@@ -11,8 +11,8 @@ AM_TESTS_ENVIRONMENT = \
 
 EXTRA_DIST += tests/lib.sh
 
-UNIT_CFLAGS = $(src_libdgcore_la_CFLAGS) $(CMOCKA_CFLAGS)
-UNIT_LDADD = src/libdgcore.la $(CMOCKA_LIBS)
+UNITCFLAGS = $(src_libdgcore_la_CFLAGS) $(CMOCKA_CFLAGS)
+UNITLDADD = src/libdgcore.la $(CMOCKA_LIBS)
 
 if HAVE_CMOCKA
 # --- core unit tests
@@ -29,16 +29,16 @@ UNIT_TESTS = \
 
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
-tests_unit_test_err_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_err_LDADD = $(UNIT_LDADD)
-tests_unit_test_util_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_util_LDADD = $(UNIT_LDADD)
-tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_config_LDADD = $(UNIT_LDADD)
-tests_unit_test_json_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_json_LDADD = $(UNIT_LDADD)
-tests_unit_test_store_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_store_LDADD = $(UNIT_LDADD)
+tests_unit_test_err_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_err_LDADD = $(UNITLDADD)
+tests_unit_test_util_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_util_LDADD = $(UNITLDADD)
+tests_unit_test_config_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_config_LDADD = $(UNITLDADD)
+tests_unit_test_json_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_json_LDADD = $(UNITLDADD)
+tests_unit_test_store_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_store_LDADD = $(UNITLDADD)
 endif
 
 # --- integration tests: start real daemons and peers on loopback
@@ -55,8 +55,8 @@ EXTRA_DIST += $(INTEGRATION_TESTS)
 EXTRA_DIST += tests/fuzz/corpus
 FUZZ_REPLAYS =
 FUZZ_ENGINES =
-FUZZ_CFLAGS = $(src_libdgcore_la_CFLAGS)
-FUZZ_LDADD = src/libdgcore.la
+FUZZCFLAGS = $(src_libdgcore_la_CFLAGS)
+FUZZLDADD = src/libdgcore.la
 
 # --- fuzz: shadow (issue 2)
 
