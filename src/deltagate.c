@@ -10,6 +10,7 @@
 /* Subcommands register here (defined in cli_*.c). */
 static const dg_cli_cmd commands[] = {
 	/* shadow (issue 2) */
+	{ "shadow", dg_cli_shadow, "talk to the shadow service: get, update, delete, watch" },
 	/* cache (issue 3) */
 	/* diff, diffgen, apply, inspect, manifest (issue 6) */
 	{ NULL, NULL, NULL }

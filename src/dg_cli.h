@@ -18,4 +18,9 @@ typedef struct dg_cli_cmd {
 	const char *summary;
 } dg_cli_cmd;
 
+/* shadow (issue 2) */
+int dg_cli_shadow(int argc, char **argv);
+/* cache (issue 3) */
+/* diff, diffgen, apply, inspect, manifest (issue 6) */
+
 #endif

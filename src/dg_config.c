@@ -328,6 +328,14 @@ dg_config_usage(const dg_option *tab, size_t n)
 		    tab[i].defval ? ")" : "");
 }
 
+/* Options that hold secrets are never printed. */
+static int
+is_secret(const char *name)
+{
+	return strstr(name, "password") || strstr(name, "psk") ||
+	    strstr(name, "secret") || strstr(name, "token");
+}
+
 void
 dg_config_dump(const dg_option *tab, size_t n, const void *cfg)
 {
@@ -339,7 +347,8 @@ dg_config_dump(const dg_option *tab, size_t n, const void *cfg)
 		switch (tab[i].type) {
 		case DG_OPT_STR:
 			if (*(char *const *)field)
-				printf("%s \"%s\"\n", tab[i].name, *(char *const *)field);
+				printf("%s \"%s\"\n", tab[i].name,
+				    is_secret(tab[i].name) ? "<redacted>" : *(char *const *)field);
 			break;
 		case DG_OPT_INT:
 			printf("%s %" PRId64 "\n", tab[i].name, *(const int64_t *)field);

@@ -65,7 +65,8 @@ void dg_config_free(const dg_option *tab, size_t n, void *cfg);
 /* Print one line per option (name, default, help) to stdout. */
 void dg_config_usage(const dg_option *tab, size_t n);
 
-/* Print the effective configuration in file syntax to stdout. */
+/* Print the effective configuration in file syntax to stdout; values of
+ * options named like password/psk/secret/token print as <redacted>. */
 void dg_config_dump(const dg_option *tab, size_t n, const void *cfg);
 
 #endif

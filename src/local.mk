@@ -17,7 +17,11 @@ src_libdgcore_la_SOURCES = \
 	src/dg_json.c src/dg_json.h \
 	src/dg_store.c src/dg_store.h
 
-# --- upstream: MQTT bridge and the shadow document model (issue 2)
+# --- upstream: MQTT bridge, topics, daemon chores, shadow model (issue 2)
+src_libdgcore_la_SOURCES += \
+	src/dg_mqtt.c src/dg_mqtt.h \
+	src/dg_topic.c src/dg_topic.h \
+	src/dg_daemon.c src/dg_daemon.h
 
 # --- delta engine (issue 6)
 
@@ -25,7 +29,13 @@ src_libdgcore_la_SOURCES = \
 bin_PROGRAMS += src/deltagate
 src_deltagate_SOURCES = src/deltagate.c src/dg_cli.h
 # cli: shadow (issue 2)
+src_deltagate_SOURCES += src/cli_shadow.c
 # cli: cache (issue 3)
 # cli: diff, apply, inspect, manifest, diffgen (issue 6)
 src_deltagate_CFLAGS = $(src_libdgcore_la_CFLAGS) $(COAP_CFLAGS)
 src_deltagate_LDADD = src/libdgcore.la
+
+sbin_PROGRAMS += src/deltagate-shadowd
+src_deltagate_shadowd_SOURCES = src/shadowd.c
+src_deltagate_shadowd_CFLAGS = $(src_libdgcore_la_CFLAGS)
+src_deltagate_shadowd_LDADD = src/libdgcore.la

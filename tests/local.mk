@@ -42,7 +42,15 @@ tests_unit_test_store_LDADD = $(UNITLDADD)
 endif
 
 # --- integration tests: start real daemons and peers on loopback
-INTEGRATION_TESTS =
+INTEGRATION_TESTS = \
+	tests/integration/10-shadow-pattern.sh \
+	tests/integration/11-shadow-rejections.sh \
+	tests/integration/12-shadow-persistence.sh \
+	tests/integration/13-shadow-broker-restart.sh \
+	tests/integration/14-shadow-flood.sh \
+	tests/integration/15-shadow-aws-root.sh
+# --- integration: cache (issue 3)
+# --- integration: delta (issue 6)
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)
