@@ -18,6 +18,7 @@ src_libdgcore_la_SOURCES = \
 	src/dg_store.c src/dg_store.h
 
 # --- upstream: MQTT bridge and the shadow document model (issue 2)
+src_libdgcore_la_SOURCES += src/dg_shadow.c src/dg_shadow.h
 
 # --- delta engine (issue 6)
 
