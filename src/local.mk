@@ -21,7 +21,8 @@ src_libdgcore_la_SOURCES = \
 src_libdgcore_la_SOURCES += \
 	src/dg_mqtt.c src/dg_mqtt.h \
 	src/dg_topic.c src/dg_topic.h \
-	src/dg_daemon.c src/dg_daemon.h
+	src/dg_daemon.c src/dg_daemon.h \
+	src/dg_shadow.c src/dg_shadow.h
 
 # --- delta engine (issue 6)
 
