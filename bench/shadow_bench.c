@@ -56,6 +56,8 @@ on_message(dg_mqtt *m, const char *topic, const void *payload, size_t len,
 {
 	struct bench *b = arg;
 
+	if (strncmp(topic, b->shadow ? "state/bench" : "bench/bench", 11) != 0)
+		return; /* another client's traffic */
 	if (strstr(topic, "/rejected"))
 		b->rejected++;
 	b->received++;

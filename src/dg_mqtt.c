@@ -57,6 +57,7 @@ struct dg_mqtt {
 	struct event_base *base;
 	struct event *wake;     /* activated from Paho threads */
 	struct event *retry;    /* reconnect timer */
+	struct event *tick;     /* 1 s watchdog; also keeps the loop alive */
 	MQTTAsync client;
 	dg_mqtt_callbacks cbs;
 	void *arg;
@@ -436,6 +437,20 @@ on_retry(evutil_socket_t fd, short what, void *arg)
 		connect_now(m);
 }
 
+/* Safety net: a client that is neither connected, connecting nor waiting
+ * to retry (e.g. a lost wake-up) starts over. The persistent timer also
+ * keeps event_base_dispatch() running while the client exists, since
+ * Paho's threads, not loop events, produce its work. */
+static void
+on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	dg_mqtt *m = arg;
+
+	if (!m->connected && !m->connecting && !m->closing &&
+	    !evtimer_pending(m->retry, NULL))
+		schedule_retry(m);
+}
+
 static char *
 dup_or_null(const char *s, int *failed)
 {
@@ -518,7 +533,9 @@ dg_mqtt_new(struct event_base *base, const dg_mqtt_opts *o,
 		nomem = !(paho_uri = strdup(o->uri));
 	m->wake = event_new(base, -1, 0, on_wake, m);
 	m->retry = evtimer_new(base, on_retry, m);
-	if (nomem || !m->wake || !m->retry) {
+	m->tick = event_new(base, -1, EV_PERSIST, on_tick, m);
+	if (nomem || !m->wake || !m->retry || !m->tick ||
+	    event_add(m->tick, &(struct timeval){ 1, 0 }) != 0) {
 		*err = DG_ERR_NOMEM;
 		goto fail;
 	}
@@ -592,6 +609,8 @@ dg_mqtt_free(dg_mqtt *m, int timeout_ms)
 		event_free(m->wake);
 	if (m->retry)
 		event_free(m->retry);
+	if (m->tick)
+		event_free(m->tick);
 	pthread_mutex_destroy(&m->lock);
 	free(m->uri);
 	free(m->client_id);

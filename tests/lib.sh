@@ -19,7 +19,7 @@ t_fail() { T_N=$((T_N + 1)); T_FAILED=$((T_FAILED + 1)); echo "not ok $T_N - $*"
 # t_check NAME CMD...: ok if CMD succeeds
 t_check() {
 	_name=$1; shift
-	if "$@"; then t_ok "$_name"; else t_fail "$_name"; fi
+	if "$@" >/dev/null; then t_ok "$_name"; else t_fail "$_name"; fi
 }
 t_diag() { echo "# $*"; }
 
