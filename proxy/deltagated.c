@@ -1,0 +1,472 @@
+/* deltagated - the deltagate gateway daemon.
+ *
+ * One libevent loop: MQTT (Paho, bridged), HTTPS downloads (libcurl multi),
+ * downstream drivers, timers and signals. Start-up order: configuration,
+ * then ports and keys, then privileges dropped, then the pid file, then
+ * readiness, then the loop.
+ */
+#include "config.h"
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "dg_cache.h"
+#include "dg_config.h"
+#include "dg_daemon.h"
+#include "dg_driver.h"
+#include "dg_fetch.h"
+#include "dg_job.h"
+#include "dg_json.h"
+#include "dg_log.h"
+#include "dg_mirror.h"
+#include "dg_mqtt.h"
+#include "dg_outbox.h"
+#include "dg_store.h"
+#include "dg_topic.h"
+#include "dg_util.h"
+
+struct cfg {
+	char *gateway_id;
+	char *broker, *client_id, *topic_root;
+	int64_t mqtt_version;
+	char *mqtt_ca_file, *mqtt_cert_file, *mqtt_key_file, *mqtt_username, *mqtt_password;
+	char *db;
+	char *cache_root;
+	uint64_t cache_quota;
+	char *provider;
+	char *http_ca_file;
+	char *http_proxy;
+	int64_t max_downloads;
+	int64_t download_retries;
+	int64_t stall_timeout;
+	int64_t stage_timeout;
+	char *exec_command;
+	int64_t exec_timeout;
+	int64_t max_deliveries;
+	int64_t report_rate;
+	int64_t progress_interval;
+	uint64_t max_image_size;
+	dg_config_list devices;
+	char *log_level;
+	int syslog;
+	char *pid_file;
+	char *user;
+};
+
+static int
+check_level(const char *v, char *why, size_t whylen)
+{
+	if (dg_log_level_parse(v) < 0) {
+		snprintf(why, whylen, "'%s' is not one of err, warn, info, debug", v);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_id(const char *v, char *why, size_t whylen)
+{
+	if (!dg_topic_id_valid(v)) {
+		snprintf(why, whylen, "'%s' is not a valid id (1-128 of A-Z a-z 0-9 _ : . -)", v);
+		return -1;
+	}
+	return 0;
+}
+
+static int check_device(const char *v, char *why, size_t whylen);
+
+#define O(f) offsetof(struct cfg, f)
+static const dg_option options[] = {
+	{ "gateway-id", DG_OPT_STR, O(gateway_id), 0, 0, "gateway", 0, check_id, "this gateway's id (its own shadow)" },
+	{ "broker", DG_OPT_STR, O(broker), 0, 0, "mqtt://127.0.0.1:1883", 0, NULL, "MQTT broker URI" },
+	{ "client-id", DG_OPT_STR, O(client_id), 0, 0, NULL, 0, NULL, "MQTT client id (default: deltagated-<gateway-id>)" },
+	{ "topic-root", DG_OPT_STR, O(topic_root), 0, 0, DG_TOPIC_DEFAULT_ROOT, 0, NULL, "shadow topic root template ('aws' preset)" },
+	{ "mqtt-version", DG_OPT_INT, O(mqtt_version), 4, 5, "4", 0, NULL, "4 (3.1.1) or 5" },
+	{ "mqtt-ca-file", DG_OPT_STR, O(mqtt_ca_file), 0, 0, NULL, 0, NULL, "CA to verify an mqtts:// broker" },
+	{ "mqtt-cert-file", DG_OPT_STR, O(mqtt_cert_file), 0, 0, NULL, 0, NULL, "client certificate" },
+	{ "mqtt-key-file", DG_OPT_STR, O(mqtt_key_file), 0, 0, NULL, 0, NULL, "client key" },
+	{ "mqtt-username", DG_OPT_STR, O(mqtt_username), 0, 0, NULL, 0, NULL, "MQTT user name" },
+	{ "mqtt-password", DG_OPT_STR, O(mqtt_password), 0, 0, NULL, 0, NULL, "MQTT password" },
+	{ "db", DG_OPT_STR, O(db), 0, 0, NULL, 0, NULL, "SQLite state file (required)" },
+	{ "cache-root", DG_OPT_STR, O(cache_root), 0, 0, NULL, 0, NULL, "image cache directory (required)" },
+	{ "cache-quota", DG_OPT_SIZE, O(cache_quota), 0, 0, "0", 1, NULL, "image cache quota in bytes (0: none)" },
+	{ "provider", DG_OPT_STR, O(provider), 0, 0, "default", 0, NULL, "cache provider of the images" },
+	{ "http-ca-file", DG_OPT_STR, O(http_ca_file), 0, 0, NULL, 0, NULL, "CA bundle for HTTPS downloads (default: system)" },
+	{ "http-proxy", DG_OPT_STR, O(http_proxy), 0, 0, NULL, 0, NULL, "proxy for downloads (default: environment)" },
+	{ "max-downloads", DG_OPT_INT, O(max_downloads), 1, 64, "4", 1, NULL, "concurrent downloads" },
+	{ "download-retries", DG_OPT_INT, O(download_retries), 0, 100, "5", 1, NULL, "retries of a failed download" },
+	{ "stall-timeout", DG_OPT_INT, O(stall_timeout), 1, 3600, "30", 1, NULL, "seconds without progress before a download is retried" },
+	{ "stage-timeout", DG_OPT_INT, O(stage_timeout), 1, 86400 * 7, "3600", 1, NULL, "bound of a fetch or rebuild stage, seconds" },
+	{ "exec-command", DG_OPT_STR, O(exec_command), 0, 0, NULL, 1, NULL, "command of the exec driver" },
+	{ "exec-timeout", DG_OPT_INT, O(exec_timeout), 1, 86400, "600", 1, NULL, "bound of one exec delivery, seconds" },
+	{ "max-deliveries", DG_OPT_INT, O(max_deliveries), 1, 10000, "4", 1, NULL, "concurrent downstream transfers" },
+	{ "report-rate", DG_OPT_INT, O(report_rate), 1, 100000, "50", 1, NULL, "reports published per second at most" },
+	{ "progress-interval", DG_OPT_INT, O(progress_interval), 10, 3600000, "1000", 1, NULL, "ms between progress reports of a device" },
+	{ "max-image-size", DG_OPT_SIZE, O(max_image_size), 1, 0, "256M", 1, NULL, "largest image accepted" },
+	{ "device", DG_OPT_LIST, O(devices), 0, 0, NULL, 1, check_device, "ID [driver=exec] [address=A] [sha256=HEX] [version=V] (repeatable)" },
+	{ "log-level", DG_OPT_STR, O(log_level), 0, 0, "info", 1, check_level, "err, warn, info or debug" },
+	{ "syslog", DG_OPT_BOOL, O(syslog), 0, 0, "no", 0, NULL, "log to syslog instead of stderr" },
+	{ "pid-file", DG_OPT_STR, O(pid_file), 0, 0, NULL, 0, NULL, "write the process id here" },
+	{ "user", DG_OPT_STR, O(user), 0, 0, NULL, 0, NULL, "drop privileges to this user after start-up" },
+};
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+/* A parsed "device" line. */
+struct devspec {
+	char id[DG_TOPIC_ID_MAX + 1];
+	char driver[16];
+	char address[256];
+	char sha256[65];
+	char version[64];
+};
+
+static int
+parse_device(const char *line, struct devspec *d, char *why, size_t whylen)
+{
+	char buf[1024], *tok, *save = NULL;
+	int first = 1;
+
+	memset(d, 0, sizeof(*d));
+	snprintf(d->driver, sizeof(d->driver), "exec");
+	if (strlen(line) >= sizeof(buf)) {
+		snprintf(why, whylen, "device line too long");
+		return -1;
+	}
+	strcpy(buf, line);
+	for (tok = strtok_r(buf, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+		char *eq = strchr(tok, '=');
+		size_t n;
+
+		if (first) {
+			if (!dg_topic_id_valid(tok)) {
+				snprintf(why, whylen, "'%s' is not a valid device id", tok);
+				return -1;
+			}
+			snprintf(d->id, sizeof(d->id), "%s", tok);
+			first = 0;
+			continue;
+		}
+		if (!eq) {
+			snprintf(why, whylen, "'%s': expected key=value", tok);
+			return -1;
+		}
+		*eq++ = '\0';
+		n = strlen(eq);
+		if (strcmp(tok, "driver") == 0 && n < sizeof(d->driver)) {
+			if (strcmp(eq, "exec") != 0) {
+				snprintf(why, whylen, "driver '%s' is not built in (exec)", eq);
+				return -1;
+			}
+			strcpy(d->driver, eq);
+		} else if (strcmp(tok, "address") == 0 && n < sizeof(d->address)) {
+			strcpy(d->address, eq);
+		} else if (strcmp(tok, "sha256") == 0 && n == 64) {
+			unsigned char tmp[32];
+
+			if (dg_util_hex_decode(eq, tmp, 32) != DG_OK) {
+				snprintf(why, whylen, "sha256 must be 64 hex digits");
+				return -1;
+			}
+			strcpy(d->sha256, eq);
+		} else if (strcmp(tok, "version") == 0 && n < sizeof(d->version)) {
+			strcpy(d->version, eq);
+		} else {
+			snprintf(why, whylen, "unknown or oversized device attribute '%s'", tok);
+			return -1;
+		}
+	}
+	if (first) {
+		snprintf(why, whylen, "device line without an id");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_device(const char *v, char *why, size_t whylen)
+{
+	struct devspec d;
+
+	return parse_device(v, &d, why, whylen);
+}
+
+struct gw {
+	struct cfg cfg;
+	const char *cfg_path;
+	char **args;
+	int nargs;
+	struct event_base *base;
+	dg_store *store;
+	dg_mqtt *mqtt;
+	dg_topic *topic;
+	dg_cache *cache;
+	dg_fetcher *fetcher;
+	dg_outbox *outbox;
+	dg_mirror *mirror;
+	dg_jobs *jobs;
+	dg_driver *exec;
+};
+
+static dg_store_migration migrations[3];
+
+static void
+on_document(dg_mirror *mi, const char *id, const json_t *doc, void *arg)
+{
+	struct gw *gw = arg;
+
+	dg_jobs_on_document(gw->jobs, id, doc);
+}
+
+static void
+on_message(dg_mqtt *m, const char *topic, const void *payload, size_t len,
+    int qos, int retained, void *arg)
+{
+	struct gw *gw = arg;
+
+	dg_mirror_handle(gw->mirror, topic, payload, len);
+}
+
+static void
+on_connect(dg_mqtt *m, void *arg)
+{
+	struct gw *gw = arg;
+
+	dg_mirror_resync(gw->mirror);
+	dg_outbox_kick(gw->outbox);
+}
+
+/* Load the configuration: file (if any) then command line. */
+static dg_err
+load_config(struct gw *gw, struct cfg *c)
+{
+	int optind = 1;
+	dg_err err;
+
+	if ((err = dg_config_defaults(options, NOPTIONS, c)) != DG_OK)
+		return err;
+	if (gw->cfg_path && (err = dg_config_load_file(options, NOPTIONS, c, gw->cfg_path)) != DG_OK)
+		return err;
+	if ((err = dg_config_parse_args(options, NOPTIONS, c, gw->nargs, gw->args, &optind)) != DG_OK)
+		return err;
+	if (optind < gw->nargs) {
+		dg_log_err("unexpected argument '%s'", gw->args[optind]);
+		return DG_ERR_USAGE;
+	}
+	if (!c->db || !c->cache_root) {
+		dg_log_err("--db FILE and --cache-root DIR are required");
+		return DG_ERR_USAGE;
+	}
+	return DG_OK;
+}
+
+static dg_err
+add_devices(struct gw *gw, const struct cfg *c)
+{
+	size_t i;
+	dg_err err;
+
+	for (i = 0; i < c->devices.count; i++) {
+		struct devspec d;
+		char why[160];
+
+		if (parse_device(c->devices.items[i], &d, why, sizeof(why)) != 0) {
+			dg_log_err("device '%s': %s", c->devices.items[i], why);
+			return DG_ERR_CONFIG_VALUE;
+		}
+		if ((err = dg_jobs_add_device(gw->jobs, d.id, gw->exec, d.address[0] ? d.address : NULL,
+		    d.sha256[0] ? d.sha256 : NULL, d.version[0] ? d.version : NULL)) != DG_OK ||
+		    (err = dg_mirror_add(gw->mirror, d.id)) != DG_OK)
+			return err;
+	}
+	return DG_OK;
+}
+
+static void
+reload(struct gw *gw)
+{
+	struct cfg fresh = { 0 };
+
+	if (load_config(gw, &fresh) != DG_OK) {
+		dg_log_err("SIGHUP: the new configuration is invalid; keeping the running one");
+		dg_config_free(options, NOPTIONS, &fresh);
+		return;
+	}
+	dg_log_set_level((dg_log_level)dg_log_level_parse(fresh.log_level));
+	dg_cache_set_quota(gw->cache, fresh.cache_quota);
+	/* new devices join; jobs in flight are untouched */
+	if (add_devices(gw, &fresh) != DG_OK)
+		dg_log_err("SIGHUP: some devices could not be added");
+	dg_config_free(options, NOPTIONS, &gw->cfg);
+	gw->cfg = fresh;
+	dg_log_info("SIGHUP: configuration reloaded (%zu devices)", gw->cfg.devices.count);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct gw *gw = arg;
+
+	if (sig == SIGHUP) {
+		reload(gw);
+		return;
+	}
+	dg_log_info("signal %d: stopping; unfinished jobs resume at the next start", (int)sig);
+	event_base_loopbreak(gw->base);
+}
+
+static void
+usage(FILE *out)
+{
+	fprintf(out, "usage: deltagated -c FILE [OPTIONS]\n"
+	    "       deltagated --db FILE --cache-root DIR [OPTIONS]\n\n"
+	    "The deltagate gateway daemon (see docs/gateway.md).\n\noptions:\n");
+	dg_config_usage(options, NOPTIONS);
+	fprintf(out, "  -c FILE                  read options from FILE (command line wins)\n"
+	    "  --test-config            check the configuration, print it, exit\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	struct gw gw = { 0 };
+	struct event *sigs[3] = { 0 };
+	static const int signums[3] = { SIGINT, SIGTERM, SIGHUP };
+	dg_mqtt_callbacks cb = { on_connect, NULL, on_message, NULL };
+	dg_mqtt_opts mo = { 0 };
+	dg_fetch_opts fo = { 0 };
+	dg_jobs_opts jo = { 0 };
+	char client_id[200];
+	int i, test_config = 0, rc = 1;
+	dg_err err;
+
+	dg_log_open("deltagated", 0, DG_LOG_INFO);
+	if (!(gw.args = calloc((size_t)argc + 1, sizeof(char *))))
+		return 1;
+	gw.args[gw.nargs++] = argv[0];
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+			gw.cfg_path = argv[++i];
+		} else if (strcmp(argv[i], "--test-config") == 0) {
+			test_config = 1;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			rc = 0;
+			goto out;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("deltagated %s\n", PACKAGE_VERSION);
+			rc = 0;
+			goto out;
+		} else {
+			gw.args[gw.nargs++] = argv[i];
+		}
+	}
+	if (load_config(&gw, &gw.cfg) != DG_OK) {
+		rc = 2;
+		goto out;
+	}
+	if (!(gw.topic = dg_topic_new(gw.cfg.topic_root, &err))) {
+		rc = 2;
+		goto out;
+	}
+	if (test_config) {
+		dg_config_dump(options, NOPTIONS, &gw.cfg);
+		printf("# configuration OK\n");
+		rc = 0;
+		goto out;
+	}
+	dg_log_open("deltagated", gw.cfg.syslog, (dg_log_level)dg_log_level_parse(gw.cfg.log_level));
+	signal(SIGPIPE, SIG_IGN);
+	if (evthread_use_pthreads() != 0 || !(gw.base = event_base_new())) {
+		dg_log_err("cannot create the event loop");
+		goto out;
+	}
+	migrations[0].sql = dg_outbox_migration_sql;
+	migrations[1].sql = dg_mirror_migration_sql;
+	migrations[2].sql = dg_jobs_migration_sql;
+	if (!(gw.store = dg_store_open(gw.cfg.db, migrations, 3, &err)))
+		goto out;
+	if (!(gw.cache = dg_cache_new(gw.cfg.cache_root, gw.cfg.cache_quota, 0, &err))) {
+		dg_log_err("%s: cannot open the image cache: %s", gw.cfg.cache_root, dg_strerror(err));
+		goto out;
+	}
+	for (i = 0; i < 3; i++) {
+		sigs[i] = evsignal_new(gw.base, signums[i], on_signal, &gw);
+		if (!sigs[i] || event_add(sigs[i], NULL) != 0)
+			goto out;
+	}
+	fo.ca_file = gw.cfg.http_ca_file;
+	fo.proxy = gw.cfg.http_proxy;
+	fo.max_transfers = (int)gw.cfg.max_downloads;
+	fo.retries = (int)gw.cfg.download_retries;
+	fo.low_speed_time_s = (int)gw.cfg.stall_timeout;
+	if (!(gw.fetcher = dg_fetcher_new(gw.base, &fo, &err)))
+		goto out;
+	snprintf(client_id, sizeof(client_id), "deltagated-%s", gw.cfg.gateway_id);
+	mo.uri = gw.cfg.broker;
+	mo.client_id = gw.cfg.client_id ? gw.cfg.client_id : client_id;
+	mo.version = (int)gw.cfg.mqtt_version;
+	mo.clean_session = 1;
+	mo.max_inflight = 256;
+	mo.ca_file = gw.cfg.mqtt_ca_file;
+	mo.cert_file = gw.cfg.mqtt_cert_file;
+	mo.key_file = gw.cfg.mqtt_key_file;
+	mo.username = gw.cfg.mqtt_username;
+	mo.password = gw.cfg.mqtt_password;
+	if (!(gw.mqtt = dg_mqtt_new(gw.base, &mo, &cb, &gw, &err)))
+		goto out;
+	if (!(gw.outbox = dg_outbox_new(gw.base, gw.store, gw.mqtt, (double)gw.cfg.report_rate, &err)))
+		goto out;
+	if (!(gw.mirror = dg_mirror_new(gw.store, gw.mqtt, gw.topic, on_document, &gw, &err)))
+		goto out;
+	jo.gateway_id = gw.cfg.gateway_id;
+	jo.provider = gw.cfg.provider;
+	jo.max_deliveries = (int)gw.cfg.max_deliveries;
+	jo.stage_timeout_s = (int)gw.cfg.stage_timeout;
+	jo.delivery_timeout_s = (int)gw.cfg.exec_timeout;
+	jo.progress_interval_ms = (int)gw.cfg.progress_interval;
+	jo.max_image_size = gw.cfg.max_image_size;
+	if (!(gw.jobs = dg_jobs_new(gw.base, gw.store, gw.cache, gw.fetcher, gw.outbox, gw.topic, &jo, &err)))
+		goto out;
+	if (gw.cfg.exec_command &&
+	    !(gw.exec = dg_driver_exec_new(gw.base, gw.cfg.exec_command, (int)gw.cfg.exec_timeout, &err)))
+		goto out;
+	if (add_devices(&gw, &gw.cfg) != DG_OK)
+		goto out;
+	if (dg_daemon_drop_privileges(gw.cfg.user) != DG_OK)
+		goto out;
+	if (dg_daemon_write_pidfile(gw.cfg.pid_file) != DG_OK)
+		goto out;
+	dg_jobs_resume(gw.jobs);
+	dg_daemon_notify_ready();
+	dg_log_info("deltagated %s: gateway %s, broker %s, %zu devices, cache %s",
+	    PACKAGE_VERSION, gw.cfg.gateway_id, gw.cfg.broker, gw.cfg.devices.count, gw.cfg.cache_root);
+	event_base_dispatch(gw.base);
+	dg_daemon_notify_stopping();
+	dg_daemon_remove_pidfile(gw.cfg.pid_file);
+	rc = 0;
+out:
+	dg_jobs_free(gw.jobs);
+	dg_driver_free(gw.exec);
+	dg_mirror_free(gw.mirror);
+	dg_outbox_free(gw.outbox);
+	dg_mqtt_free(gw.mqtt, 1000);
+	dg_fetcher_free(gw.fetcher);
+	dg_cache_free(gw.cache);
+	for (i = 0; i < 3; i++)
+		if (sigs[i])
+			event_free(sigs[i]);
+	dg_store_free(gw.store);
+	dg_topic_free(gw.topic);
+	if (gw.base)
+		event_base_free(gw.base);
+	dg_config_free(options, NOPTIONS, &gw.cfg);
+	free(gw.args);
+	return rc;
+}

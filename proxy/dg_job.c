@@ -1,0 +1,1261 @@
+/* dg_job - update jobs and the artifacts they share. */
+#include "config.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "dg_delta.h"
+#include "dg_job.h"
+#include "dg_json.h"
+#include "dg_log.h"
+#include "dg_util.h"
+
+const char dg_jobs_migration_sql[] =
+	"CREATE TABLE device ("
+	" id TEXT PRIMARY KEY,"
+	" image_sha256 TEXT,"
+	" version TEXT) WITHOUT ROWID;"
+	"CREATE TABLE job ("
+	" device TEXT NOT NULL,"
+	" job_id TEXT NOT NULL,"
+	" command TEXT NOT NULL,"
+	" stage TEXT NOT NULL,"
+	" via TEXT,"
+	" fallback_ext INTEGER NOT NULL DEFAULT 0,"
+	" result_code INTEGER NOT NULL DEFAULT 0,"
+	" ext_code INTEGER NOT NULL DEFAULT 0,"
+	" created INTEGER NOT NULL,"
+	" updated INTEGER NOT NULL,"
+	" PRIMARY KEY (device, job_id)) WITHOUT ROWID;"
+	"CREATE INDEX job_stage ON job(stage);"
+	"CREATE INDEX job_id ON job(job_id);";
+
+enum stage {
+	ST_QUEUED, ST_FETCHING, ST_REBUILDING, ST_STAGED, ST_TRANSFERRING,
+	ST_INSTALLING, ST_SUCCEEDED, ST_FAILED, ST_SUPERSEDED
+};
+static const char *stage_names[] = {
+	"queued", "fetching", "rebuilding", "staged", "transferring",
+	"installing", "succeeded", "failed", "superseded"
+};
+
+enum art_state { A_DELTA_FETCH, A_REBUILD, A_FULL_FETCH, A_READY, A_FAILED };
+
+struct device;
+struct job;
+
+/* One image needed by one or more jobs (keyed by its SHA-256). */
+struct artifact {
+	struct artifact *next;
+	dg_jobs *j;
+	enum art_state state;
+	unsigned char sha[32];
+	char hex[65];
+	uint64_t size;
+	char *full_url;
+	/* the chosen delta, if any */
+	int have_delta;
+	char *delta_url;
+	unsigned char delta_sha[32], source_sha[32];
+	uint64_t delta_size;
+	uint32_t fallback_ext;   /* why the delta was not used (0: it was) */
+	uint32_t fail_ext;       /* A_FAILED: why */
+	int via_delta;
+	dg_fetch *fetch;
+	dg_cache_writer *writer;
+	unsigned char writing_sha[32];
+	uint64_t writing_size;
+	struct event *stage_timer;
+	/* delta application on a worker thread */
+	pthread_t thread;
+	int thread_running;
+	struct event *rebuilt_ev;
+	atomic_int cancel;
+	char *src_path, *delta_path, *out_path;
+	dg_err rebuild_err;
+};
+
+struct job {
+	struct job *next;
+	dg_jobs *j;
+	struct device *dev;
+	char *job_id;
+	char *command;           /* the desired state as received (JSON text) */
+	char *url, *version;
+	unsigned char target[32];
+	char target_hex[65];
+	uint64_t size;
+	json_t *related;         /* relatedFiles, may be NULL */
+	enum stage stage;
+	struct artifact *art;
+	dg_delivery *delivery;
+	int delivering;          /* holds a delivery slot */
+	int settle;              /* its artifact settled; not yet moved on */
+	uint64_t last_progress_ms;
+	int last_percent;
+	uint32_t fallback_ext;
+	int via_delta;
+	struct event *retry;     /* waits for a delivery slot */
+};
+
+struct device {
+	struct device *next;
+	char *id;
+	dg_driver *driver;
+	char *address;
+	char image_hex[65];      /* what it runs, "" if unknown */
+	char *version;
+	struct job *job;         /* the active job, if any */
+};
+
+struct dg_jobs {
+	struct event_base *base;
+	dg_store *store;
+	dg_cache *cache;
+	dg_fetcher *fetcher;
+	dg_outbox *outbox;
+	const dg_topic *topic;
+	dg_jobs_opts o;
+	char *gateway_id, *provider;
+	struct device *devices;
+	struct job *jobs;
+	struct artifact *arts;
+	int rebuilding, delivering;
+};
+
+static void job_advance(struct job *jb);
+static void art_start(struct artifact *a);
+static void job_finish(struct job *jb, int ok, uint32_t ext, const char *version);
+
+/* ------------------------------------------------------------ helpers */
+
+static int
+parse_sha(const char *s, unsigned char out[32])
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 64)
+		return dg_util_hex_decode(s, out, 32) == DG_OK;
+	if (n == 44) { /* base64, as in import manifests */
+		unsigned char buf[36];
+
+		if (EVP_DecodeBlock(buf, (const unsigned char *)s, 44) != 33 || s[43] != '=')
+			return 0;
+		memcpy(out, buf, 32);
+		return 1;
+	}
+	return 0;
+}
+
+static struct device *
+find_device(dg_jobs *j, const char *id)
+{
+	struct device *d;
+
+	for (d = j->devices; d; d = d->next)
+		if (strcmp(d->id, id) == 0)
+			return d;
+	return NULL;
+}
+
+static int64_t
+now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static void
+persist(struct job *jb, int result_code, uint32_t ext)
+{
+	sqlite3_stmt *s = dg_store_prepare(jb->j->store,
+	    "UPDATE job SET stage = ?, via = ?, fallback_ext = ?, result_code = ?,"
+	    " ext_code = ?, updated = ? WHERE device = ? AND job_id = ?");
+	int rc;
+
+	if (!s)
+		return;
+	sqlite3_bind_text(s, 1, stage_names[jb->stage], -1, SQLITE_STATIC);
+	if (jb->stage >= ST_STAGED)
+		sqlite3_bind_text(s, 2, jb->via_delta ? "delta" : "full", -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 2);
+	sqlite3_bind_int64(s, 3, jb->fallback_ext);
+	sqlite3_bind_int(s, 4, result_code);
+	sqlite3_bind_int64(s, 5, ext);
+	sqlite3_bind_int64(s, 6, now_s());
+	sqlite3_bind_text(s, 7, jb->dev->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 8, jb->job_id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		dg_store_error(jb->j->store, rc, "job stage");
+}
+
+/* ------------------------------------------------------------ reports */
+
+static void
+publish_report(struct job *jb, json_t *reported, int coalesce)
+{
+	char topic[512];
+	json_t *msg = json_pack("{s:{s:o}}", "state", "reported", reported);
+	char *text = msg ? dg_json_dumps(msg) : NULL;
+	dg_err err;
+
+	if (text && dg_topic_build(jb->j->topic, jb->dev->id, "update", topic, sizeof(topic)) == DG_OK &&
+	    (err = dg_outbox_put(jb->j->outbox, jb->dev->id, topic, text, coalesce)) != DG_OK)
+		dg_log_err("%s: job %s: report not queued: %s", jb->dev->id, jb->job_id, dg_strerror(err));
+	free(text);
+	json_decref(msg);
+}
+
+/* The roll-up of a job id on the gateway's own shadow. */
+static void
+publish_rollup(dg_jobs *j, const char *job_id)
+{
+	sqlite3_stmt *s = dg_store_prepare(j->store,
+	    "SELECT stage, fallback_ext != 0, count(*) FROM job WHERE job_id = ? GROUP BY 1, 2");
+	int64_t queued = 0, running = 0, ok = 0, ok_fb = 0, failed = 0;
+	char topic[512], *text, key[300];
+	json_t *msg;
+
+	if (!s)
+		return;
+	sqlite3_bind_text(s, 1, job_id, -1, SQLITE_STATIC);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *st = (const char *)sqlite3_column_text(s, 0);
+		int fb = sqlite3_column_int(s, 1);
+		int64_t n = sqlite3_column_int64(s, 2);
+
+		if (strcmp(st, "queued") == 0)
+			queued += n;
+		else if (strcmp(st, "succeeded") == 0)
+			*(fb ? &ok_fb : &ok) += n;
+		else if (strcmp(st, "failed") == 0)
+			failed += n;
+		else if (strcmp(st, "superseded") != 0)
+			running += n;
+	}
+	sqlite3_reset(s);
+	msg = json_pack("{s:{s:{s:{s:{s:I,s:I,s:I,s:I,s:I}}}}}", "state", "reported", "jobs", job_id,
+	    "queued", (json_int_t)queued, "inProgress", (json_int_t)running,
+	    "succeeded", (json_int_t)(ok + ok_fb), "failed", (json_int_t)failed,
+	    "succeededAfterFallback", (json_int_t)ok_fb);
+	text = msg ? dg_json_dumps(msg) : NULL;
+	snprintf(key, sizeof(key), "%s#rollup#%s", j->gateway_id, job_id);
+	if (text && dg_topic_build(j->topic, j->gateway_id, "update", topic, sizeof(topic)) == DG_OK)
+		dg_outbox_put(j->outbox, key, topic, text, 1);
+	free(text);
+	json_decref(msg);
+}
+
+static void
+report_progress(struct job *jb, const char *stage, int percent)
+{
+	json_t *r = json_pack("{s:s,s:s,s:{s:s,s:i}}", "jobId", jb->job_id, "status", "IN_PROGRESS",
+	    "progress", "stage", stage, "percent", percent);
+
+	if (r)
+		publish_report(jb, r, 1);
+}
+
+static void
+set_stage(struct job *jb, enum stage st)
+{
+	if (jb->stage == st)
+		return;
+	jb->stage = st;
+	persist(jb, 0, 0);
+	dg_log_info("%s: job %s: %s", jb->dev->id, jb->job_id, stage_names[st]);
+	if (st < ST_SUCCEEDED)
+		report_progress(jb, stage_names[st], st == ST_STAGED ? 0 : -1);
+	publish_rollup(jb->j, jb->job_id);
+}
+
+/* ------------------------------------------------------------ artifacts */
+
+static struct artifact *
+find_art(dg_jobs *j, const unsigned char sha[32])
+{
+	struct artifact *a;
+
+	for (a = j->arts; a; a = a->next)
+		if (memcmp(a->sha, sha, 32) == 0)
+			return a;
+	return NULL;
+}
+
+static void
+art_free(struct artifact *a)
+{
+	dg_jobs *j = a->j;
+	struct artifact **pp;
+
+	for (pp = &j->arts; *pp; pp = &(*pp)->next) {
+		if (*pp == a) {
+			*pp = a->next;
+			break;
+		}
+	}
+	if (a->fetch)
+		dg_fetch_cancel(a->fetch);
+	dg_cache_writer_abort(a->writer);
+	if (a->thread_running) {
+		atomic_store(&a->cancel, 1);
+		pthread_join(a->thread, NULL);
+		j->rebuilding--;
+	}
+	if (a->out_path)
+		unlink(a->out_path);
+	if (a->rebuilt_ev)
+		event_free(a->rebuilt_ev);
+	if (a->stage_timer)
+		event_free(a->stage_timer);
+	free(a->full_url);
+	free(a->delta_url);
+	free(a->src_path);
+	free(a->delta_path);
+	free(a->out_path);
+	free(a);
+}
+
+/* The artifact is ready or failed: move every job waiting on it. */
+static void
+art_settle(struct artifact *a)
+{
+	dg_jobs *j = a->j;
+	struct job *jb;
+	enum art_state state = a->state;
+	uint32_t fail_ext = a->fail_ext;
+
+	/* mark first, then move jobs one at a time from the list's head:
+	 * moving a job may finish and free others */
+	for (jb = j->jobs; jb; jb = jb->next) {
+		if (jb->art != a)
+			continue;
+		jb->art = NULL;
+		jb->settle = 1;
+		jb->via_delta = a->via_delta;
+		jb->fallback_ext = a->fallback_ext;
+	}
+	art_free(a);
+	for (;;) {
+		for (jb = j->jobs; jb && !jb->settle; jb = jb->next)
+			;
+		if (!jb)
+			break;
+		jb->settle = 0;
+		if (state == A_READY) {
+			set_stage(jb, ST_STAGED);
+			job_advance(jb);
+		} else {
+			job_finish(jb, 0, fail_ext, NULL);
+		}
+	}
+}
+
+static void
+art_fail(struct artifact *a, uint32_t ext)
+{
+	a->state = A_FAILED;
+	a->fail_ext = ext;
+	art_settle(a);
+}
+
+static void
+art_ready(struct artifact *a, int via_delta)
+{
+	a->state = A_READY;
+	a->via_delta = via_delta;
+	dg_log_info("image %s ready (%s%s)", a->hex, via_delta ? "rebuilt from a delta" : "full image",
+	    a->fallback_ext ? ", after a fallback" : "");
+	art_settle(a);
+}
+
+static void
+full_fallback(struct artifact *a, uint32_t why)
+{
+	if (!a->fallback_ext)
+		a->fallback_ext = why;
+	dg_log_warn("image %s: delta not usable (0x%08" PRIx32 "): downloading the full image",
+	    a->hex, why);
+	a->have_delta = 0;
+	a->state = A_FULL_FETCH;
+	art_start(a);
+}
+
+/* --- fetch into the cache through a resumable writer */
+
+static int
+sink_write(void *arg, const void *buf, size_t len)
+{
+	struct artifact *a = arg;
+
+	return dg_cache_writer_write(a->writer, buf, len) == DG_OK ? 0 : -1;
+}
+
+static void
+sink_restart(void *arg)
+{
+	struct artifact *a = arg;
+	dg_err err;
+
+	/* the server ignored our Range: start the partial over */
+	dg_cache_writer_abort(a->writer);
+	dg_cache_partial_remove(a->j->cache, a->writing_sha);
+	a->writer = dg_cache_writer_resume(a->j->cache, a->j->provider, a->writing_sha,
+	    a->writing_size, NULL, &err);
+}
+
+static uint64_t
+sink_offset(void *arg)
+{
+	struct artifact *a = arg;
+
+	return a->writer ? dg_cache_writer_offset(a->writer) : 0;
+}
+
+static void rebuild_start(struct artifact *a);
+
+static void
+on_fetched(void *arg, dg_err result, const dg_fetch_stats *st)
+{
+	struct artifact *a = arg;
+	dg_cache_writer *w = a->writer;
+	dg_err err;
+
+	a->fetch = NULL;
+	a->writer = NULL;
+	evtimer_del(a->stage_timer);
+	if (result == DG_OK && w) {
+		err = dg_cache_writer_commit(w, NULL);
+		w = NULL;
+		if (err != DG_OK)
+			result = err;
+	} else {
+		/* keep the partial: a later attempt resumes it */
+		dg_cache_writer_abort(w);
+	}
+	if (a->state == A_DELTA_FETCH) {
+		if (result != DG_OK)
+			full_fallback(a, DG_EXT_DELTA_FETCH(result));
+		else
+			rebuild_start(a);
+		return;
+	}
+	if (result != DG_OK) {
+		dg_log_err("image %s: download failed: %s", a->hex, dg_strerror(result));
+		art_fail(a, DG_EXT_DOWNLOAD(result));
+		return;
+	}
+	art_ready(a, 0);
+}
+
+static void
+fetch_into_cache(struct artifact *a, const char *url, const unsigned char sha[32], uint64_t size)
+{
+	dg_fetch_req req = { 0 };
+	dg_fetch_sink sink = { sink_write, sink_restart, sink_offset, a };
+	char hex[65];
+	uint64_t have = 0;
+	dg_err err;
+
+	memcpy(a->writing_sha, sha, 32);
+	a->writing_size = size;
+	if (dg_cache_lookup_any(a->j->cache, sha, NULL) == DG_OK) {
+		/* complete already (e.g. before a crash): not fetched again */
+		on_fetched(a, DG_OK, NULL);
+		return;
+	}
+	a->writer = dg_cache_writer_resume(a->j->cache, a->j->provider, sha, size, &have, &err);
+	if (!a->writer) {
+		on_fetched(a, err, NULL);
+		return;
+	}
+	dg_util_hex_encode(sha, 32, hex);
+	req.url = url;
+	req.expected_size = size;
+	req.key = hex;
+	if (have)
+		dg_log_info("%s: resuming download at byte %" PRIu64, hex, have);
+	err = dg_fetch_start(a->j->fetcher, &req, &sink, on_fetched, a, &a->fetch);
+	if (err != DG_OK) {
+		a->fetch = NULL;
+		on_fetched(a, err, NULL);
+		return;
+	}
+	evtimer_add(a->stage_timer, &(struct timeval){ a->j->o.stage_timeout_s, 0 });
+}
+
+/* --- rebuild from a delta, on a worker thread */
+
+static void *
+rebuild_thread(void *arg)
+{
+	struct artifact *a = arg;
+	dg_delta_apply_opts o = { 0 };
+
+	o.cancel = &a->cancel;
+	o.max_target_size = a->size;
+	a->rebuild_err = dg_delta_apply_file(a->src_path, a->delta_path, a->out_path, &o);
+	event_active(a->rebuilt_ev, EV_READ, 0);
+	return NULL;
+}
+
+static void
+on_rebuilt(evutil_socket_t fd, short what, void *arg)
+{
+	struct artifact *a = arg;
+	dg_jobs *j = a->j;
+	dg_err err = a->rebuild_err;
+
+	pthread_join(a->thread, NULL);
+	a->thread_running = 0;
+	j->rebuilding--;
+	evtimer_del(a->stage_timer);
+	dg_cache_unpin(j->cache, j->provider, a->source_sha, "rebuild");
+	if (err == DG_OK) {
+		err = dg_cache_insert_file(j->cache, j->provider, a->out_path, a->sha, NULL);
+		unlink(a->out_path);
+		if (err == DG_ERR_CACHE_HASH) {
+			full_fallback(a, DG_EXT_DELTA_REBUILT_MISMATCH);
+			return;
+		}
+		if (err != DG_OK) {
+			art_fail(a, DG_EXT_JOB_CACHE);
+			return;
+		}
+		art_ready(a, 1);
+		return;
+	}
+	unlink(a->out_path);
+	dg_log_warn("image %s: applying the delta failed: %s", a->hex, dg_strerror(err));
+	full_fallback(a, dg_delta_result_code(err));
+}
+
+static void
+rebuild_start(struct artifact *a)
+{
+	dg_jobs *j = a->j;
+	dg_err err;
+
+	a->state = A_REBUILD;
+	free(a->src_path);
+	free(a->delta_path);
+	free(a->out_path);
+	a->src_path = a->delta_path = a->out_path = NULL;
+	if (dg_cache_pin(j->cache, j->provider, a->source_sha, "rebuild") != DG_OK ||
+	    !(a->src_path = dg_cache_path(j->cache, j->provider, a->source_sha, &err)) ||
+	    !(a->delta_path = dg_cache_path(j->cache, j->provider, a->delta_sha, &err)) ||
+	    asprintf(&a->out_path, "%s/.rebuild-%s", dg_cache_root(j->cache), a->hex) < 0) {
+		a->out_path = NULL;
+		full_fallback(a, DG_EXT_SOURCE_CACHE_MISS);
+		return;
+	}
+	/* jobs waiting on it see the stage */
+	{
+		struct job *jb;
+
+		for (jb = j->jobs; jb; jb = jb->next)
+			if (jb->art == a)
+				set_stage(jb, ST_REBUILDING);
+	}
+	atomic_store(&a->cancel, 0);
+	if (pthread_create(&a->thread, NULL, rebuild_thread, a) != 0) {
+		dg_cache_unpin(j->cache, j->provider, a->source_sha, "rebuild");
+		full_fallback(a, DG_EXT_JOB(6));
+		return;
+	}
+	a->thread_running = 1;
+	j->rebuilding++;
+	evtimer_add(a->stage_timer, &(struct timeval){ j->o.stage_timeout_s, 0 });
+}
+
+static void
+on_stage_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct artifact *a = arg;
+
+	if (a->state == A_REBUILD && a->thread_running) {
+		atomic_store(&a->cancel, 1); /* on_rebuilt falls back */
+		return;
+	}
+	if (a->fetch) {
+		dg_fetch_cancel(a->fetch);
+		a->fetch = NULL;
+	}
+	if (a->state == A_DELTA_FETCH) {
+		dg_cache_writer_abort(a->writer);
+		a->writer = NULL;
+		full_fallback(a, DG_EXT_JOB_TIMEOUT);
+	} else {
+		dg_cache_writer_abort(a->writer);
+		a->writer = NULL;
+		art_fail(a, DG_EXT_JOB_TIMEOUT);
+	}
+}
+
+static void
+art_start(struct artifact *a)
+{
+	if (a->state == A_DELTA_FETCH)
+		fetch_into_cache(a, a->delta_url, a->delta_sha, a->delta_size);
+	else
+		fetch_into_cache(a, a->full_url, a->sha, a->size);
+}
+
+/* Choose a delta whose source the cache holds. */
+static void
+choose_delta(struct artifact *a, const json_t *related)
+{
+	size_t i;
+	json_t *rf;
+
+	if (!json_is_array(related) || json_array_size(related) == 0) {
+		a->fallback_ext = DG_EXT_DELTA_NONE_USABLE;
+		return;
+	}
+	a->fallback_ext = DG_EXT_SOURCE_CACHE_MISS;
+	json_array_foreach(related, i, rf) {
+		unsigned char src[32], dsha[32];
+		const char *url = dg_json_get_str(rf, "url");
+		int64_t size = 0;
+
+		if (!url || !parse_sha(dg_json_get_str(rf, "sha256"), dsha) ||
+		    !parse_sha(dg_json_get_str(rf, "sourceSha256"), src) ||
+		    !dg_json_get_i64(rf, "size", &size) || size <= 0)
+			continue;
+		if (dg_cache_lookup_any(a->j->cache, src, NULL) != DG_OK)
+			continue;
+		a->have_delta = 1;
+		a->fallback_ext = 0;
+		memcpy(a->source_sha, src, 32);
+		memcpy(a->delta_sha, dsha, 32);
+		a->delta_size = (uint64_t)size;
+		a->delta_url = strdup(url);
+		return;
+	}
+}
+
+/* The artifact of jb's target: existing or new. */
+static struct artifact *
+art_get(struct job *jb)
+{
+	dg_jobs *j = jb->j;
+	struct artifact *a = find_art(j, jb->target);
+
+	if (a)
+		return a;
+	if (!(a = calloc(1, sizeof(*a))))
+		return NULL;
+	a->j = j;
+	memcpy(a->sha, jb->target, 32);
+	memcpy(a->hex, jb->target_hex, 65);
+	a->size = jb->size;
+	a->full_url = strdup(jb->url);
+	a->stage_timer = evtimer_new(j->base, on_stage_timeout, a);
+	a->rebuilt_ev = event_new(j->base, -1, 0, on_rebuilt, a);
+	if (!a->full_url || !a->stage_timer || !a->rebuilt_ev) {
+		free(a->full_url);
+		if (a->stage_timer)
+			event_free(a->stage_timer);
+		if (a->rebuilt_ev)
+			event_free(a->rebuilt_ev);
+		free(a);
+		return NULL;
+	}
+	a->next = j->arts;
+	j->arts = a;
+	return a;
+}
+
+/* ------------------------------------------------------------ jobs */
+
+static void
+job_unlink_free(struct job *jb)
+{
+	struct job **pp;
+
+	for (pp = &jb->j->jobs; *pp; pp = &(*pp)->next) {
+		if (*pp == jb) {
+			*pp = jb->next;
+			break;
+		}
+	}
+	if (jb->dev && jb->dev->job == jb)
+		jb->dev->job = NULL;
+	if (jb->retry)
+		event_free(jb->retry);
+	json_decref(jb->related);
+	free(jb->job_id);
+	free(jb->command);
+	free(jb->url);
+	free(jb->version);
+	free(jb);
+}
+
+/* Start staged jobs while delivery slots are free. Each advance may free
+ * jobs, so the list is searched again from its head every time; every
+ * advance moves its job out of the staged stage, so this ends. */
+static void
+kick_deliveries(dg_jobs *j)
+{
+	static int busy;
+	struct job *jb;
+
+	if (busy)
+		return;
+	busy = 1;
+	while (j->delivering < j->o.max_deliveries) {
+		for (jb = j->jobs; jb && !(jb->stage == ST_STAGED && !jb->delivering && !jb->settle); jb = jb->next)
+			;
+		if (!jb)
+			break;
+		job_advance(jb);
+	}
+	busy = 0;
+}
+
+static void
+job_finish(struct job *jb, int ok, uint32_t ext, const char *version)
+{
+	dg_jobs *j = jb->j;
+	struct device *dev = jb->dev;
+	json_t *r;
+	/* resultCode: 1 success (delta or cached), 2 success after the
+	 * full-image fallback, 0 failure (ADU-style: > 0 is success) */
+	int rc = ok ? (jb->fallback_ext ? 2 : 1) : 0;
+	uint32_t xc = ok ? jb->fallback_ext : ext;
+
+	if (jb->delivering) {
+		jb->delivering = 0;
+		j->delivering--;
+		dg_cache_unpin(j->cache, j->provider, jb->target, "deliver");
+	}
+	jb->stage = ok ? ST_SUCCEEDED : ST_FAILED;
+	persist(jb, rc, xc);
+	if (ok) {
+		sqlite3_stmt *s;
+		unsigned char old[32];
+
+		/* the device now runs the target: it is the next delta's
+		 * source, pinned for as long as the device runs it */
+		if (dev->image_hex[0] && parse_sha(dev->image_hex, old) && memcmp(old, jb->target, 32) != 0)
+			dg_cache_unpin(j->cache, j->provider, old, dev->id);
+		if (!dev->image_hex[0] || strcmp(dev->image_hex, jb->target_hex) != 0)
+			dg_cache_pin(j->cache, j->provider, jb->target, dev->id);
+		memcpy(dev->image_hex, jb->target_hex, 65);
+		free(dev->version);
+		dev->version = strdup(version ? version : (jb->version ? jb->version : ""));
+		s = dg_store_prepare(j->store,
+		    "INSERT INTO device (id, image_sha256, version) VALUES (?, ?, ?)"
+		    " ON CONFLICT(id) DO UPDATE SET image_sha256 = excluded.image_sha256, version = excluded.version");
+		if (s) {
+			sqlite3_bind_text(s, 1, dev->id, -1, SQLITE_STATIC);
+			sqlite3_bind_text(s, 2, dev->image_hex, -1, SQLITE_STATIC);
+			sqlite3_bind_text(s, 3, dev->version ? dev->version : "", -1, SQLITE_STATIC);
+			sqlite3_step(s);
+			sqlite3_reset(s);
+		}
+		r = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:n}",
+		    "softwareURL", jb->url, "softwareVersion", dev->version ? dev->version : "",
+		    "softwareSha256", jb->target_hex, "jobId", jb->job_id, "status", "SUCCEEDED",
+		    "resultCode", rc, "extendedResultCode", (json_int_t)xc, "progress");
+	} else {
+		r = json_pack("{s:s,s:s,s:i,s:I,s:n}", "jobId", jb->job_id, "status", "FAILED",
+		    "resultCode", rc, "extendedResultCode", (json_int_t)xc, "progress");
+	}
+	dg_log_info("%s: job %s: %s (resultCode %d, extendedResultCode 0x%08" PRIx32 ")",
+	    dev->id, jb->job_id, ok ? "succeeded" : "failed", rc, xc);
+	if (r)
+		publish_report(jb, r, 0);
+	publish_rollup(j, jb->job_id);
+	job_unlink_free(jb);
+	kick_deliveries(j);
+}
+
+static void
+on_delivery_progress(void *arg, dg_delivery_stage stage, uint64_t done, uint64_t total)
+{
+	struct job *jb = arg;
+	uint64_t now = dg_util_now_ms();
+	int pct = total ? (int)(done * 100 / total) : 0;
+
+	if (stage == DG_DELIVERY_INSTALLING) {
+		set_stage(jb, ST_INSTALLING);
+		return;
+	}
+	/* coalesced in the outbox, and spaced here */
+	if (pct != jb->last_percent &&
+	    (now - jb->last_progress_ms >= (uint64_t)jb->j->o.progress_interval_ms || pct == 100)) {
+		jb->last_progress_ms = now;
+		jb->last_percent = pct;
+		report_progress(jb, "transferring", pct);
+	}
+}
+
+static void
+on_delivery_done(void *arg, int ok, const char *version, uint32_t ext, const char *detail)
+{
+	struct job *jb = arg;
+
+	jb->delivery = NULL;
+	if (!ok)
+		dg_log_warn("%s: job %s: delivery failed: %s", jb->dev->id, jb->job_id, detail ? detail : "");
+	job_finish(jb, ok, ext, version);
+}
+
+static void
+job_deliver(struct job *jb)
+{
+	dg_jobs *j = jb->j;
+	dg_delivery_events ev = { on_delivery_progress, on_delivery_done };
+	dg_delivery_req req = { 0 };
+	char *path;
+	dg_err err;
+
+	if (!jb->dev->driver) {
+		job_finish(jb, 0, DG_EXT_JOB_NO_DRIVER, NULL);
+		return;
+	}
+	if (j->delivering >= j->o.max_deliveries)
+		return; /* staged: kick_deliveries starts it when a slot frees */
+	if (dg_cache_pin(j->cache, j->provider, jb->target, "deliver") != DG_OK ||
+	    !(path = dg_cache_path(j->cache, j->provider, jb->target, &err))) {
+		/* the image vanished (evicted or quarantined): fetch again */
+		set_stage(jb, ST_QUEUED);
+		job_advance(jb);
+		return;
+	}
+	jb->delivering = 1;
+	j->delivering++;
+	set_stage(jb, ST_TRANSFERRING);
+	req.device_id = jb->dev->id;
+	req.address = jb->dev->address;
+	req.job_id = jb->job_id;
+	req.image_path = path;
+	req.image_size = jb->size;
+	req.sha256_hex = jb->target_hex;
+	req.version = jb->version;
+	req.timeout_s = j->o.delivery_timeout_s;
+	jb->delivery = jb->dev->driver->ops->deliver(jb->dev->driver, &req, &ev, jb, &err);
+	free(path);
+	if (!jb->delivery)
+		job_finish(jb, 0, DG_DRIVER_EXT_SPAWN, NULL);
+}
+
+/* Move jb on from its current stage. */
+static void
+job_advance(struct job *jb)
+{
+	dg_jobs *j = jb->j;
+	struct artifact *a;
+
+	switch (jb->stage) {
+	case ST_QUEUED:
+	case ST_FETCHING:
+	case ST_REBUILDING:
+		if (dg_cache_lookup_any(j->cache, jb->target, NULL) == DG_OK &&
+		    dg_cache_lookup(j->cache, j->provider, jb->target, NULL) == DG_OK) {
+			/* in the cache already: a shared or earlier download */
+			set_stage(jb, ST_STAGED);
+			job_advance(jb);
+			return;
+		}
+		if (!(a = art_get(jb))) {
+			job_finish(jb, 0, DG_EXT_JOB_CACHE, NULL);
+			return;
+		}
+		jb->art = a;
+		if (a->fetch || a->thread_running) {
+			/* someone else's download or rebuild serves this job too */
+			set_stage(jb, a->state == A_REBUILD ? ST_REBUILDING : ST_FETCHING);
+			return;
+		}
+		choose_delta(a, jb->related);
+		a->state = a->have_delta ? A_DELTA_FETCH : A_FULL_FETCH;
+		set_stage(jb, ST_FETCHING);
+		art_start(a);
+		return;
+	case ST_STAGED:
+		job_deliver(jb);
+		return;
+	case ST_TRANSFERRING:
+	case ST_INSTALLING:
+		/* after a restart: deliver again from the start */
+		jb->stage = ST_STAGED;
+		job_deliver(jb);
+		return;
+	default:
+		return;
+	}
+}
+
+/* Build a job from a command; NULL (and a reason) if the command is bad. */
+static struct job *
+job_new(dg_jobs *j, struct device *dev, const char *job_id, const json_t *desired,
+    const char **why)
+{
+	struct job *jb = calloc(1, sizeof(*jb));
+	const char *url = dg_json_get_str(desired, "softwareURL");
+	const char *sha = dg_json_get_str(desired, "softwareSha256");
+	const char *ver = dg_json_get_str(desired, "softwareVersion");
+	int64_t size = 0;
+
+	*why = NULL;
+	if (!jb)
+		return NULL;
+	jb->j = j;
+	jb->dev = dev;
+	jb->job_id = strdup(job_id);
+	jb->command = dg_json_dumps(desired);
+	jb->related = json_incref(json_object_get(desired, "relatedFiles"));
+	jb->last_percent = -1;
+	jb->retry = NULL;
+	if (!url || !*url)
+		*why = "softwareURL missing";
+	else if (!sha || strlen(sha) != 64 || !parse_sha(sha, jb->target))
+		*why = "softwareSha256 must be 64 hex digits";
+	else if (!dg_json_get_i64(desired, "softwareSize", &size) || size <= 0 ||
+	    (uint64_t)size > j->o.max_image_size)
+		*why = "softwareSize missing or out of range";
+	else if (jb->related && !json_is_array(jb->related))
+		*why = "relatedFiles must be an array";
+	jb->url = strdup(url ? url : "");
+	jb->version = strdup(ver ? ver : "");
+	jb->size = (uint64_t)size;
+	dg_util_hex_encode(jb->target, 32, jb->target_hex);
+	if (!jb->job_id || !jb->command || !jb->url || !jb->version) {
+		job_unlink_free(jb);
+		return NULL;
+	}
+	return jb;
+}
+
+/* ------------------------------------------------------------ public */
+
+dg_jobs *
+dg_jobs_new(struct event_base *base, dg_store *store, dg_cache *cache,
+    dg_fetcher *fetcher, dg_outbox *outbox, const dg_topic *topic,
+    const dg_jobs_opts *o, dg_err *err)
+{
+	dg_jobs *j = calloc(1, sizeof(*j));
+
+	if (!j) {
+		*err = DG_ERR_NOMEM;
+		return NULL;
+	}
+	j->base = base;
+	j->store = store;
+	j->cache = cache;
+	j->fetcher = fetcher;
+	j->outbox = outbox;
+	j->topic = topic;
+	j->o = *o;
+	if (j->o.max_rebuilds <= 0)
+		j->o.max_rebuilds = 1;
+	if (j->o.max_deliveries <= 0)
+		j->o.max_deliveries = 4;
+	if (j->o.stage_timeout_s <= 0)
+		j->o.stage_timeout_s = 3600;
+	if (j->o.delivery_timeout_s <= 0)
+		j->o.delivery_timeout_s = 600;
+	if (j->o.progress_interval_ms <= 0)
+		j->o.progress_interval_ms = 1000;
+	if (!j->o.max_image_size)
+		j->o.max_image_size = 256u << 20;
+	j->gateway_id = strdup(o->gateway_id ? o->gateway_id : "gateway");
+	j->provider = strdup(o->provider ? o->provider : "default");
+	if (!j->gateway_id || !j->provider) {
+		dg_jobs_free(j);
+		*err = DG_ERR_NOMEM;
+		return NULL;
+	}
+	*err = DG_OK;
+	return j;
+}
+
+void
+dg_jobs_free(dg_jobs *j)
+{
+	struct device *d;
+
+	if (!j)
+		return;
+	while (j->jobs) {
+		struct job *jb = j->jobs;
+
+		if (jb->delivery)
+			jb->dev->driver->ops->cancel(jb->delivery);
+		if (jb->delivering)
+			dg_cache_unpin(j->cache, j->provider, jb->target, "deliver");
+		job_unlink_free(jb);
+	}
+	while (j->arts)
+		art_free(j->arts);
+	while ((d = j->devices)) {
+		j->devices = d->next;
+		free(d->id);
+		free(d->address);
+		free(d->version);
+		free(d);
+	}
+	free(j->gateway_id);
+	free(j->provider);
+	free(j);
+}
+
+dg_err
+dg_jobs_add_device(dg_jobs *j, const char *id, dg_driver *driver, const char *address,
+    const char *image_hex, const char *version)
+{
+	struct device *d = find_device(j, id);
+	sqlite3_stmt *s;
+	unsigned char sha[32];
+
+	if (!d) {
+		if (!(d = calloc(1, sizeof(*d))) || !(d->id = strdup(id))) {
+			free(d);
+			return DG_ERR_NOMEM;
+		}
+		d->next = j->devices;
+		j->devices = d;
+	}
+	d->driver = driver;
+	free(d->address);
+	d->address = address ? strdup(address) : NULL;
+	/* what we recorded last wins over the configuration's initial view */
+	s = dg_store_prepare(j->store, "SELECT image_sha256, version FROM device WHERE id = ?");
+	if (s) {
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			const char *h = (const char *)sqlite3_column_text(s, 0);
+			const char *v = (const char *)sqlite3_column_text(s, 1);
+
+			if (h && strlen(h) == 64) {
+				image_hex = NULL;
+				memcpy(d->image_hex, h, 65);
+			}
+			if (v) {
+				free(d->version);
+				d->version = strdup(v);
+				version = NULL;
+			}
+		}
+		sqlite3_reset(s);
+	}
+	if (image_hex && parse_sha(image_hex, sha))
+		dg_util_hex_encode(sha, 32, d->image_hex);
+	if (version) {
+		free(d->version);
+		d->version = strdup(version);
+	}
+	/* the image a device runs is the source of its next delta: keep it */
+	dg_cache_unpin_holder(j->cache, d->id, NULL);
+	if (d->image_hex[0] && parse_sha(d->image_hex, sha))
+		dg_cache_pin(j->cache, j->provider, sha, d->id);
+	return DG_OK;
+}
+
+static int
+job_row(dg_jobs *j, const char *dev, const char *job_id, char *stage, size_t stlen,
+    uint32_t *ext, char **command)
+{
+	sqlite3_stmt *s = dg_store_prepare(j->store,
+	    "SELECT stage, ext_code, command FROM job WHERE device = ? AND job_id = ?");
+	int found = 0;
+
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, dev, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, job_id, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		found = 1;
+		snprintf(stage, stlen, "%s", (const char *)sqlite3_column_text(s, 0));
+		*ext = (uint32_t)sqlite3_column_int64(s, 1);
+		if (command)
+			*command = strdup((const char *)sqlite3_column_text(s, 2));
+	}
+	sqlite3_reset(s);
+	return found;
+}
+
+static void
+supersede(struct job *old)
+{
+	dg_jobs *j = old->j;
+
+	if (old->delivery) {
+		old->dev->driver->ops->cancel(old->delivery);
+		old->delivery = NULL;
+	}
+	if (old->delivering) {
+		old->delivering = 0;
+		j->delivering--;
+		dg_cache_unpin(j->cache, j->provider, old->target, "deliver");
+	}
+	/* an artifact it waited on goes on for the others (or alone: it is
+	 * still a useful image to have) */
+	old->art = NULL;
+	old->stage = ST_SUPERSEDED;
+	persist(old, 0, DG_EXT_JOB_SUPERSEDED);
+	dg_log_info("%s: job %s superseded", old->dev->id, old->job_id);
+	publish_rollup(j, old->job_id);
+	job_unlink_free(old);
+}
+
+void
+dg_jobs_on_document(dg_jobs *j, const char *id, const json_t *doc)
+{
+	struct device *dev = find_device(j, id);
+	const json_t *state = json_object_get(doc, "state");
+	const json_t *desired = json_object_get(state, "desired");
+	const json_t *reported = json_object_get(state, "reported");
+	const char *job_id = dg_json_get_str(desired, "jobId");
+	const char *rep_job = dg_json_get_str(reported, "jobId");
+	const char *rep_status = dg_json_get_str(reported, "status");
+	const char *why = NULL;
+	char stage[32], *old_cmd = NULL;
+	uint32_t ext = 0;
+	struct job *jb;
+	sqlite3_stmt *s;
+	int found, rc;
+
+	if (!dev || !job_id || !*job_id)
+		return;
+	if (dev->job && strcmp(dev->job->job_id, job_id) == 0)
+		return; /* already working on it */
+	found = job_row(j, id, job_id, stage, sizeof(stage), &ext, &old_cmd);
+	if (found < 0)
+		return;
+	if (found) {
+		/* a job that failed on an expired or forbidden URL waits for a
+		 * fresh command: the same job id with another URL */
+		const char *url = dg_json_get_str(desired, "softwareURL");
+		json_t *oc = old_cmd ? json_loads(old_cmd, 0, NULL) : NULL;
+		const char *old_url = dg_json_get_str(oc, "softwareURL");
+		int retry = strcmp(stage, "failed") == 0 && ext == DG_EXT_DOWNLOAD(DG_ERR_FETCH_FORBIDDEN) &&
+		    url && old_url && strcmp(url, old_url) != 0;
+
+		json_decref(oc);
+		free(old_cmd);
+		if (!retry)
+			return;
+		s = dg_store_prepare(j->store, "DELETE FROM job WHERE device = ? AND job_id = ?");
+		if (!s)
+			return;
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, job_id, -1, SQLITE_STATIC);
+		sqlite3_step(s);
+		sqlite3_reset(s);
+		dg_log_info("%s: job %s: fresh URL, retrying", id, job_id);
+	} else if (rep_job && strcmp(rep_job, job_id) == 0 && rep_status &&
+	    (strcmp(rep_status, "SUCCEEDED") == 0 || strcmp(rep_status, "FAILED") == 0)) {
+		return; /* finished before this database knew of it */
+	}
+	if (dev->job)
+		supersede(dev->job);
+	if (!(jb = job_new(j, dev, job_id, desired, &why)))
+		return;
+	s = dg_store_prepare(j->store,
+	    "INSERT INTO job (device, job_id, command, stage, created, updated) VALUES (?, ?, ?, 'queued', ?, ?)");
+	if (!s) {
+		job_unlink_free(jb);
+		return;
+	}
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, job_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, jb->command, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, now_s());
+	sqlite3_bind_int64(s, 5, now_s());
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		dg_store_error(j->store, rc, "job insert");
+		job_unlink_free(jb);
+		return;
+	}
+	jb->next = j->jobs;
+	j->jobs = jb;
+	dev->job = jb;
+	dg_log_info("%s: job %s: new command for version %s (%s)", id, job_id, jb->version, jb->target_hex);
+	if (why) {
+		dg_log_err("%s: job %s: bad command: %s", id, job_id, why);
+		job_finish(jb, 0, DG_EXT_JOB_BAD_COMMAND, NULL);
+		return;
+	}
+	report_progress(jb, "queued", -1);
+	publish_rollup(j, job_id);
+	job_advance(jb);
+}
+
+void
+dg_jobs_resume(dg_jobs *j)
+{
+	sqlite3_stmt *s = dg_store_prepare(j->store,
+	    "SELECT device, job_id, command, stage, fallback_ext FROM job"
+	    " WHERE stage NOT IN ('succeeded', 'failed', 'superseded') ORDER BY created");
+	struct job *list = NULL, *jb;
+
+	if (!s)
+		return;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *dev_id = (const char *)sqlite3_column_text(s, 0);
+		const char *job_id = (const char *)sqlite3_column_text(s, 1);
+		const char *cmd = (const char *)sqlite3_column_text(s, 2);
+		const char *st = (const char *)sqlite3_column_text(s, 3);
+		struct device *dev = find_device(j, dev_id);
+		json_t *desired = json_loads(cmd, 0, NULL);
+		const char *why;
+		int k;
+
+		if (dev && desired && !dev->job && (jb = job_new(j, dev, job_id, desired, &why)) && !why) {
+			for (k = 0; k <= ST_INSTALLING; k++)
+				if (strcmp(st, stage_names[k]) == 0)
+					jb->stage = (enum stage)k;
+			jb->fallback_ext = (uint32_t)sqlite3_column_int64(s, 4);
+			jb->next = list;
+			list = jb;
+			dev->job = jb;
+			dg_log_info("%s: job %s: resuming at stage %s", dev_id, job_id, st);
+		}
+		json_decref(desired);
+	}
+	sqlite3_reset(s);
+	/* advance only after the statement is done with */
+	while ((jb = list)) {
+		list = jb->next;
+		jb->next = j->jobs;
+		j->jobs = jb;
+	}
+	for (jb = j->jobs; jb; ) {
+		struct job *next = jb->next;
+
+		job_advance(jb);
+		jb = next;
+	}
+}
+
+void
+dg_jobs_stats(dg_jobs *j, int *active, int *done, int *failed)
+{
+	sqlite3_stmt *s = dg_store_prepare(j->store,
+	    "SELECT sum(stage NOT IN ('succeeded','failed','superseded')),"
+	    " sum(stage = 'succeeded'), sum(stage = 'failed') FROM job");
+
+	*active = *done = *failed = 0;
+	if (s && sqlite3_step(s) == SQLITE_ROW) {
+		*active = sqlite3_column_int(s, 0);
+		*done = sqlite3_column_int(s, 1);
+		*failed = sqlite3_column_int(s, 2);
+	}
+	if (s)
+		sqlite3_reset(s);
+}
