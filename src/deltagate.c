@@ -11,6 +11,7 @@
 static const dg_cli_cmd commands[] = {
 	/* shadow (issue 2) */
 	/* cache (issue 3) */
+	{ "cache", dg_cli_cache, "manage the content-addressed image cache" },
 	/* diff, diffgen, apply, inspect, manifest (issue 6) */
 	{ NULL, NULL, NULL }
 };

@@ -18,4 +18,7 @@ typedef struct dg_cli_cmd {
 	const char *summary;
 } dg_cli_cmd;
 
+/* cache (issue 3): src/cli_cache.c */
+int dg_cli_cache(int argc, char **argv);
+
 #endif

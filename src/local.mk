@@ -26,6 +26,7 @@ bin_PROGRAMS += src/deltagate
 src_deltagate_SOURCES = src/deltagate.c src/dg_cli.h
 # cli: shadow (issue 2)
 # cli: cache (issue 3)
+src_deltagate_SOURCES += src/cli_cache.c
 # cli: diff, apply, inspect, manifest, diffgen (issue 6)
 src_deltagate_CFLAGS = $(src_libdgcore_la_CFLAGS) $(COAP_CFLAGS)
-src_deltagate_LDADD = src/libdgcore.la
+src_deltagate_LDADD = cache/libdgcache.la src/libdgcore.la
