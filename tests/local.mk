@@ -48,6 +48,8 @@ endif
 
 # --- integration tests: start real daemons and peers on loopback
 INTEGRATION_TESTS =
+# cache (issue 3)
+INTEGRATION_TESTS += tests/integration/30-cache-cli.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)
