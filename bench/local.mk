@@ -1,2 +1,8 @@
 # bench/: benchmarks (not part of make check)
 EXTRA_DIST += bench/shadow
+# cache (issue 3): bench/cache drives bench/cache_bench
+EXTRA_DIST += bench/cache
+noinst_PROGRAMS += bench/cache_bench
+bench_cache_bench_SOURCES = bench/cache_bench.c
+bench_cache_bench_CFLAGS = $(src_libdgcore_la_CFLAGS)
+bench_cache_bench_LDADD = cache/libdgcache.la src/libdgcore.la
