@@ -553,7 +553,8 @@ fail:
  * more bytes fit under the quota. With partial_ok, evict what can be even
  * if that is not enough (gc); otherwise fail before touching anything. */
 static dg_err
-make_room(dg_cache *c, uint64_t need, int partial_ok, struct victims *vs, uint64_t *evicted)
+make_room(dg_cache *c, uint64_t need, int partial_ok, const char *keep_prov,
+    const unsigned char *keep_sha, struct victims *vs, uint64_t *evicted)
 {
 	uint64_t bytes, pinned, freed = 0, target;
 	sqlite3_stmt *s;
@@ -586,6 +587,11 @@ make_room(dg_cache *c, uint64_t need, int partial_ok, struct victims *vs, uint64
 		const void *sha = sqlite3_column_blob(s, 1);
 
 		if (!sha || sqlite3_column_bytes(s, 1) != DG_CACHE_SHA256_LEN)
+			continue;
+		/* a stale row of the entry being inserted is replaced, not evicted
+		 * (its unlink would take the new file) */
+		if (keep_prov && memcmp(sha, keep_sha, DG_CACHE_SHA256_LEN) == 0 &&
+		    strcmp((const char *)sqlite3_column_text(s, 0), keep_prov) == 0)
 			continue;
 		if ((err = victims_add(vs, (const char *)sqlite3_column_text(s, 0), sha)) != DG_OK) {
 			sqlite3_reset(s);
@@ -828,7 +834,7 @@ reconcile(dg_cache *c, dg_cache_report *r)
 			goto fail;
 	}
 	/* adopted orphans may exceed the quota; pinned ones cannot be helped */
-	err = make_room(c, 0, 1, &vs, &r->evicted);
+	err = make_room(c, 0, 1, NULL, NULL, &vs, &r->evicted);
 	if (err != DG_OK && err != DG_ERR_CACHE_FULL)
 		goto fail;
 	if ((err = dg_store_commit(c->st)) != DG_OK)
@@ -1248,7 +1254,7 @@ dg_cache_writer_commit(dg_cache_writer *w, dg_cache_entry *out)
 	if ((err = dg_store_begin(c->st)) != DG_OK)
 		goto fail;
 	in_tx = 1;
-	if ((err = make_room(c, w->off, 0, &vs, NULL)) != DG_OK)
+	if ((err = make_room(c, w->off, 0, w->provider, sha, &vs, NULL)) != DG_OK)
 		goto fail;
 	if (w->resumable) {
 		char *dir = NULL;
@@ -1740,7 +1746,7 @@ dg_cache_gc(dg_cache *c, dg_cache_report *report)
 	memset(&vs, 0, sizeof(vs));
 	if ((err = dg_store_begin(c->st)) != DG_OK)
 		return err;
-	room = make_room(c, 0, 1, &vs, &report->evicted);
+	room = make_room(c, 0, 1, NULL, NULL, &vs, &report->evicted);
 	if (room != DG_OK && room != DG_ERR_CACHE_FULL) {
 		dg_store_rollback(c->st);
 		victims_clear(&vs);

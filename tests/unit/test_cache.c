@@ -420,6 +420,33 @@ test_eviction_order(void **state)
 	dg_cache_free(c);
 }
 
+/* A row whose file was removed by hand, re-inserted under quota pressure:
+ * the stale row is replaced, not evicted (which would unlink the new file). */
+static void
+test_reinsert_stale_row(void **state)
+{
+	unsigned char a[32], b[32];
+	char *pa;
+	dg_cache *c;
+	dg_err err;
+
+	(void)state;
+	c = dg_cache_new(root, 2000, 0, NULL, &err);
+	assert_non_null(c);
+	put(c, "p", 1, 1000, a);
+	put(c, "p", 2, 1000, b);
+	pa = dg_cache_path(c, "p", a, &err);
+	assert_int_equal(unlink(pa), 0);
+	put(c, "p", 1, 1000, a);
+	assert_true(exists(pa));
+	assert_int_equal(dg_cache_lookup(c, "p", a, NULL), DG_OK);
+	assert_int_equal(dg_cache_lookup(c, "p", b, NULL), DG_ERR_CACHE_MISS);
+	assert_int_equal(dg_cache_verify(c, NULL), DG_OK);
+	check_totals(c);
+	free(pa);
+	dg_cache_free(c);
+}
+
 static void
 test_pins(void **state)
 {
@@ -959,6 +986,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_insert_lookup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_sizes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eviction_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reinsert_stale_row, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
