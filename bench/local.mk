@@ -4,3 +4,9 @@ noinst_PROGRAMS += bench/shadow_bench
 bench_shadow_bench_SOURCES = bench/shadow_bench.c
 bench_shadow_bench_CFLAGS = $(src_libdgcore_la_CFLAGS)
 bench_shadow_bench_LDADD = src/libdgcore.la
+# cache (issue 3): bench/cache drives bench/cache_bench
+EXTRA_DIST += bench/cache
+noinst_PROGRAMS += bench/cache_bench
+bench_cache_bench_SOURCES = bench/cache_bench.c
+bench_cache_bench_CFLAGS = $(src_libdgcore_la_CFLAGS)
+bench_cache_bench_LDADD = cache/libdgcache.la src/libdgcore.la

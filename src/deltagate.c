@@ -12,6 +12,7 @@ static const dg_cli_cmd commands[] = {
 	/* shadow (issue 2) */
 	{ "shadow", dg_cli_shadow, "talk to the shadow service: get, update, delete, watch" },
 	/* cache (issue 3) */
+	{ "cache", dg_cli_cache, "manage the content-addressed image cache" },
 	/* diff, diffgen, apply, inspect, manifest (issue 6) */
 	{ NULL, NULL, NULL }
 };

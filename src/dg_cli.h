@@ -22,5 +22,7 @@ typedef struct dg_cli_cmd {
 int dg_cli_shadow(int argc, char **argv);
 /* cache (issue 3) */
 /* diff, diffgen, apply, inspect, manifest (issue 6) */
+/* cache (issue 3): src/cli_cache.c */
+int dg_cli_cache(int argc, char **argv);
 
 #endif

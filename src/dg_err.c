@@ -48,6 +48,15 @@ static const struct {
 	{ DG_ERR_SHADOW_CONFLICT, "shadow version conflict" },
 	{ DG_ERR_SHADOW_TOO_LARGE, "shadow document too large" },
 	/* cache (issue 3) */
+	{ DG_ERR_CACHE_MISS, "not in the cache" },
+	{ DG_ERR_CACHE_HASH, "content does not match its SHA-256" },
+	{ DG_ERR_CACHE_SIZE, "content does not match its expected size" },
+	{ DG_ERR_CACHE_FULL, "cache quota cannot be met: the remaining entries are pinned" },
+	{ DG_ERR_CACHE_PROVIDER, "invalid cache provider name" },
+	{ DG_ERR_CACHE_CORRUPT, "cached file is damaged (quarantined)" },
+	{ DG_ERR_CACHE_NOT_PINNED, "no such pin on the cache entry" },
+	{ DG_ERR_CACHE_LOCKED, "partial download is in use by another writer" },
+	{ DG_ERR_CACHE_NAME, "not a cache file name (sha256-<encoded hash>)" },
 	/* delta (issue 6) */
 	/* fetch, jobs (issue 4) */
 	/* drivers (issues 4, 5) */

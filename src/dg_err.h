@@ -59,6 +59,15 @@ typedef enum dg_err {
 	DG_ERR_SHADOW_TOO_LARGE = 133,   /* 413 */
 
 	/* 150-199: image cache (issue 3) */
+	DG_ERR_CACHE_MISS = 150,       /* no such entry in the cache */
+	DG_ERR_CACHE_HASH = 151,       /* content does not match its SHA-256 */
+	DG_ERR_CACHE_SIZE = 152,       /* content does not match its expected size */
+	DG_ERR_CACHE_FULL = 153,       /* quota cannot be met: the rest is pinned */
+	DG_ERR_CACHE_PROVIDER = 154,   /* invalid provider name */
+	DG_ERR_CACHE_CORRUPT = 155,    /* cached file damaged (quarantined) */
+	DG_ERR_CACHE_NOT_PINNED = 156, /* the holder holds no pin on the entry */
+	DG_ERR_CACHE_LOCKED = 157,     /* partial download open in another writer */
+	DG_ERR_CACHE_NAME = 158,       /* not a sha256-<encoded hash> file name */
 
 	/* 200-259: delta engine (issue 6) */
 

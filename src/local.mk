@@ -32,11 +32,12 @@ src_deltagate_SOURCES = src/deltagate.c src/dg_cli.h
 # cli: shadow (issue 2)
 src_deltagate_SOURCES += src/cli_shadow.c
 # cli: cache (issue 3)
+src_deltagate_SOURCES += src/cli_cache.c
 # cli: diff, apply, inspect, manifest, diffgen (issue 6)
 src_deltagate_CFLAGS = $(src_libdgcore_la_CFLAGS) $(COAP_CFLAGS)
-src_deltagate_LDADD = src/libdgcore.la
 
 sbin_PROGRAMS += src/deltagate-shadowd
 src_deltagate_shadowd_SOURCES = src/shadowd.c
 src_deltagate_shadowd_CFLAGS = $(src_libdgcore_la_CFLAGS)
 src_deltagate_shadowd_LDADD = src/libdgcore.la
+src_deltagate_LDADD = cache/libdgcache.la src/libdgcore.la

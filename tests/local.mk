@@ -24,6 +24,7 @@ UNIT_TESTS = \
 	tests/unit/test_store
 
 # --- cache unit tests (issue 3)
+UNIT_TESTS += tests/unit/test_cache tests/unit/test_cache_crash
 
 # --- delta unit tests (issue 6)
 
@@ -39,6 +40,10 @@ tests_unit_test_json_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_json_LDADD = $(UNITLDADD)
 tests_unit_test_store_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_store_LDADD = $(UNITLDADD)
+tests_unit_test_cache_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_cache_LDADD = cache/libdgcache.la $(UNITLDADD)
+tests_unit_test_cache_crash_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_cache_crash_LDADD = cache/libdgcache.la $(UNITLDADD)
 endif
 
 # --- integration tests: start real daemons and peers on loopback
@@ -51,6 +56,8 @@ INTEGRATION_TESTS = \
 	tests/integration/15-shadow-aws-root.sh
 # --- integration: cache (issue 3)
 # --- integration: delta (issue 6)
+# cache (issue 3)
+INTEGRATION_TESTS += tests/integration/30-cache-cli.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)
