@@ -18,4 +18,10 @@ typedef struct dg_cli_cmd {
 	const char *summary;
 } dg_cli_cmd;
 
+/* delta engine (issue 6): cli_delta.c */
+int dg_cli_diff(int argc, char **argv);
+int dg_cli_diffgen(int argc, char **argv);
+int dg_cli_apply(int argc, char **argv);
+int dg_cli_inspect(int argc, char **argv);
+
 #endif

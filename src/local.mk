@@ -20,6 +20,10 @@ src_libdgcore_la_SOURCES = \
 # --- upstream: MQTT bridge and the shadow document model (issue 2)
 
 # --- delta engine (issue 6)
+src_libdgcore_la_SOURCES += \
+	src/dg_delta.c src/dg_delta.h \
+	src/dg_bsdiff.c src/dg_bsdiff.h \
+	src/dg_bcj.c src/dg_bcj.h
 
 # --- command-line tools: deltagate (one binary, subcommands in cli_*.c)
 bin_PROGRAMS += src/deltagate
@@ -27,5 +31,6 @@ src_deltagate_SOURCES = src/deltagate.c src/dg_cli.h
 # cli: shadow (issue 2)
 # cli: cache (issue 3)
 # cli: diff, apply, inspect, manifest, diffgen (issue 6)
+src_deltagate_SOURCES += src/cli_delta.c
 src_deltagate_CFLAGS = $(src_libdgcore_la_CFLAGS) $(COAP_CFLAGS)
 src_deltagate_LDADD = src/libdgcore.la
