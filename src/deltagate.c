@@ -14,6 +14,10 @@ static const dg_cli_cmd commands[] = {
 	/* cache (issue 3) */
 	{ "cache", dg_cli_cache, "manage the content-addressed image cache" },
 	/* diff, diffgen, apply, inspect, manifest (issue 6) */
+	{ "diff", dg_cli_diff, "make a verified delta from SOURCE to TARGET" },
+	{ "diffgen", dg_cli_diffgen, "diff with DiffGen's argument order" },
+	{ "apply", dg_cli_apply, "rebuild TARGET from SOURCE and a delta" },
+	{ "inspect", dg_cli_inspect, "show a delta's header and recipe" },
 	{ NULL, NULL, NULL }
 };
 

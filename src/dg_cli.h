@@ -24,5 +24,10 @@ int dg_cli_shadow(int argc, char **argv);
 /* diff, diffgen, apply, inspect, manifest (issue 6) */
 /* cache (issue 3): src/cli_cache.c */
 int dg_cli_cache(int argc, char **argv);
+/* delta engine (issue 6): cli_delta.c */
+int dg_cli_diff(int argc, char **argv);
+int dg_cli_diffgen(int argc, char **argv);
+int dg_cli_apply(int argc, char **argv);
+int dg_cli_inspect(int argc, char **argv);
 
 #endif

@@ -58,6 +58,17 @@ static const struct {
 	{ DG_ERR_CACHE_LOCKED, "partial download is in use by another writer" },
 	{ DG_ERR_CACHE_NAME, "not a cache file name (sha256-<encoded hash>)" },
 	/* delta (issue 6) */
+	{ DG_ERR_DELTA_FORMAT, "not a deltagate delta" },
+	{ DG_ERR_DELTA_VERSION, "unsupported delta format version" },
+	{ DG_ERR_DELTA_RECIPE, "unsupported delta recipe item, filter or codec" },
+	{ DG_ERR_DELTA_CORRUPT, "corrupt delta" },
+	{ DG_ERR_DELTA_TRUNCATED, "truncated delta" },
+	{ DG_ERR_DELTA_SOURCE, "source does not match the delta" },
+	{ DG_ERR_DELTA_TARGET, "rebuilt target does not match the delta" },
+	{ DG_ERR_DELTA_MEMLIMIT, "delta needs more memory than the limit" },
+	{ DG_ERR_DELTA_NOGAIN, "delta is not smaller than the compressed target" },
+	{ DG_ERR_DELTA_VERIFY, "generated delta failed its self-check" },
+	{ DG_ERR_DELTA_CODEC, "compression library failure" },
 	/* fetch, jobs (issue 4) */
 	/* drivers (issues 4, 5) */
 };

@@ -70,6 +70,17 @@ typedef enum dg_err {
 	DG_ERR_CACHE_NAME = 158,       /* not a sha256-<encoded hash> file name */
 
 	/* 200-259: delta engine (issue 6) */
+	DG_ERR_DELTA_FORMAT = 200,   /* not a deltagate delta (bad magic) */
+	DG_ERR_DELTA_VERSION = 201,  /* format version or header flags unknown */
+	DG_ERR_DELTA_RECIPE = 202,   /* unknown recipe item, filter or codec */
+	DG_ERR_DELTA_CORRUPT = 203,  /* inconsistent lengths or bad stream */
+	DG_ERR_DELTA_TRUNCATED = 204,/* delta shorter than its header says */
+	DG_ERR_DELTA_SOURCE = 205,   /* source size or SHA-256 does not match */
+	DG_ERR_DELTA_TARGET = 206,   /* rebuilt target's SHA-256 does not match */
+	DG_ERR_DELTA_MEMLIMIT = 207, /* needs more working memory than allowed */
+	DG_ERR_DELTA_NOGAIN = 208,   /* delta not smaller than compressed target */
+	DG_ERR_DELTA_VERIFY = 209,   /* generated delta failed its self-check */
+	DG_ERR_DELTA_CODEC = 210,    /* compression library failure */
 
 	/* 260-299: fetch (HTTP) and jobs (issue 4) */
 

@@ -25,6 +25,10 @@ src_libdgcore_la_SOURCES += \
 	src/dg_shadow.c src/dg_shadow.h
 
 # --- delta engine (issue 6)
+src_libdgcore_la_SOURCES += \
+	src/dg_delta.c src/dg_delta.h \
+	src/dg_bsdiff.c src/dg_bsdiff.h \
+	src/dg_bcj.c src/dg_bcj.h
 
 # --- command-line tools: deltagate (one binary, subcommands in cli_*.c)
 bin_PROGRAMS += src/deltagate
@@ -34,6 +38,7 @@ src_deltagate_SOURCES += src/cli_shadow.c
 # cli: cache (issue 3)
 src_deltagate_SOURCES += src/cli_cache.c
 # cli: diff, apply, inspect, manifest, diffgen (issue 6)
+src_deltagate_SOURCES += src/cli_delta.c
 src_deltagate_CFLAGS = $(src_libdgcore_la_CFLAGS) $(COAP_CFLAGS)
 
 sbin_PROGRAMS += src/deltagate-shadowd

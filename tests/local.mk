@@ -27,6 +27,9 @@ UNIT_TESTS = \
 UNIT_TESTS += tests/unit/test_cache tests/unit/test_cache_crash
 
 # --- delta unit tests (issue 6)
+UNIT_TESTS += tests/unit/test_delta
+tests_unit_test_delta_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_delta_LDADD = $(UNITLDADD)
 
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
@@ -58,6 +61,8 @@ INTEGRATION_TESTS = \
 # --- integration: delta (issue 6)
 # cache (issue 3)
 INTEGRATION_TESTS += tests/integration/30-cache-cli.sh
+# delta CLI (issue 6)
+INTEGRATION_TESTS += tests/integration/40-delta-cli.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)
@@ -78,6 +83,15 @@ FUZZLDADD = src/libdgcore.la
 # --- fuzz: cache (issue 3)
 
 # --- fuzz: delta, cpio, gzip (issue 6)
+FUZZ_REPLAYS += tests/fuzz/delta_replay
+tests_fuzz_delta_replay_SOURCES = tests/fuzz/delta_fuzz.c tests/fuzz/replay.c
+tests_fuzz_delta_replay_CFLAGS = $(FUZZCFLAGS) -DFUZZ_NAME='"delta"'
+tests_fuzz_delta_replay_LDADD = $(FUZZLDADD)
+FUZZ_ENGINES += tests/fuzz/delta_fuzz
+tests_fuzz_delta_fuzz_SOURCES = tests/fuzz/delta_fuzz.c
+tests_fuzz_delta_fuzz_CFLAGS = $(FUZZCFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_delta_fuzz_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_delta_fuzz_LDADD = $(FUZZLDADD)
 
 check_PROGRAMS += $(FUZZ_REPLAYS)
 TESTS += $(FUZZ_REPLAYS)

@@ -1,0 +1,1842 @@
+/* dg_delta - delta format, generator and streaming applier (see dg_delta.h
+ * and docs/delta-format.md). */
+#include "config.h"
+
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_d_stableOutBuffer */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <lzma.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include "dg_bcj.h"
+#include "dg_bsdiff.h"
+#include "dg_delta.h"
+#include "dg_log.h"
+#include "dg_util.h"
+
+/* ---- format constants (docs/delta-format.md) ---- */
+#define MAGIC "DGDELTA\0"
+#define FORMAT_VERSION 1u
+#define HDR_SIZE 112u
+#define ITEM_SIZE 88u
+#define NPARTS 3
+#define MAX_ITEMS (1u << 16)
+#define MAX_CTRL_RATIO 64 /* control bytes per target byte, generous */
+
+enum { KIND_RAW = 1, KIND_COPY = 2, KIND_BSDIFF = 3, KIND_ZPATCH = 4, KIND_MAX_ };
+enum { CODEC_NONE = 0, CODEC_ZSTD = 1, CODEC_XZ = 2, CODEC_MAX_ };
+
+/* Streamed parts (control, diff, extra) are encoded with windows of at most
+ * 1 MiB so that three decoders fit in the default 8 MiB limit. */
+#define STREAM_WINDOW_LOG 20
+#define IOBUF (64u * 1024u)
+
+struct part {
+	uint32_t codec;
+	uint64_t clen, rlen;
+	uint64_t off;      /* absolute offset in the delta (reader only) */
+	dg_buf comp;       /* compressed bytes (writer only) */
+};
+
+struct item {
+	uint8_t kind, filter;
+	uint64_t out_len, src_off, src_len;
+	struct part p[NPARTS];
+};
+
+struct header {
+	uint32_t version;
+	uint64_t src_size, tgt_size;
+	uint8_t src_sha[32], tgt_sha[32];
+	uint32_t nitems;
+};
+
+/* ---- little-endian helpers ---- */
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void
+put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t
+get32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint64_t
+get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static dg_err
+sha256(const uint8_t *data, size_t len, uint8_t out[32])
+{
+	unsigned int n = 32;
+
+	if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1)
+		return DG_ERR_CRYPTO;
+	return DG_OK;
+}
+
+static size_t
+xz_dict(uint64_t rlen)
+{
+	size_t d = 4096;
+
+	while (d < rlen && d < ((size_t)1 << STREAM_WINDOW_LOG))
+		d <<= 1;
+	return d;
+}
+
+/* ---- delta input: memory or file descriptor ---- */
+struct din {
+	const uint8_t *mem;
+	int fd;
+	uint64_t size;
+};
+
+static dg_err
+din_read(const struct din *d, uint64_t off, void *buf, size_t n)
+{
+	ssize_t r;
+	size_t done = 0;
+
+	if (off > d->size || n > d->size - off)
+		return DG_ERR_DELTA_TRUNCATED;
+	if (d->mem) {
+		memcpy(buf, d->mem + off, n);
+		return DG_OK;
+	}
+	while (done < n) {
+		r = pread(d->fd, (uint8_t *)buf + done, n - done, (off_t)(off + done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return dg_err_from_errno(errno);
+		if (r == 0)
+			return DG_ERR_DELTA_TRUNCATED;
+		done += (size_t)r;
+	}
+	return DG_OK;
+}
+
+/* ---- parsing: header and recipe, every length checked ---- */
+static dg_err
+parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct item **items_out)
+{
+	uint8_t hb[HDR_SIZE];
+	uint8_t *rc = NULL, *rec = NULL;
+	struct item *items = NULL;
+	uint32_t clen, rlen, i, k;
+	uint64_t pos, sum_out = 0;
+	size_t got;
+	dg_err err;
+
+	*items_out = NULL;
+	if (d->size < 8)
+		return DG_ERR_DELTA_FORMAT;
+	if (d->size < HDR_SIZE) {
+		if ((err = din_read(d, 0, hb, 8)))
+			return err;
+		return memcmp(hb, MAGIC, 8) ? DG_ERR_DELTA_FORMAT : DG_ERR_DELTA_TRUNCATED;
+	}
+	if ((err = din_read(d, 0, hb, HDR_SIZE)))
+		return err;
+	if (memcmp(hb, MAGIC, 8) != 0)
+		return DG_ERR_DELTA_FORMAT;
+	h->version = get32(hb + 8);
+	if (h->version != FORMAT_VERSION || get32(hb + 12) != 0)
+		return DG_ERR_DELTA_VERSION;
+	if ((uint32_t)crc32(0, hb, HDR_SIZE - 4) != get32(hb + 108))
+		return DG_ERR_DELTA_CORRUPT;
+	h->src_size = get64(hb + 16);
+	memcpy(h->src_sha, hb + 24, 32);
+	h->tgt_size = get64(hb + 56);
+	memcpy(h->tgt_sha, hb + 64, 32);
+	clen = get32(hb + 96);
+	rlen = get32(hb + 100);
+	h->nitems = get32(hb + 104);
+	if (max_target && h->tgt_size > max_target)
+		return DG_ERR_TOOBIG;
+	if (h->nitems > MAX_ITEMS || (uint64_t)h->nitems * ITEM_SIZE != rlen)
+		return DG_ERR_DELTA_CORRUPT;
+	if (clen > d->size - HDR_SIZE)
+		return DG_ERR_DELTA_TRUNCATED;
+	if (clen > ZSTD_compressBound(rlen) || (rlen > 0 && clen == 0))
+		return DG_ERR_DELTA_CORRUPT;
+	if (h->nitems == 0 && h->tgt_size != 0)
+		return DG_ERR_DELTA_CORRUPT;
+	if (rlen > 0) {
+		rc = malloc(clen);
+		rec = malloc(rlen);
+		items = calloc(h->nitems, sizeof(*items));
+		if (!rc || !rec || !items) {
+			err = DG_ERR_NOMEM;
+			goto fail;
+		}
+		if ((err = din_read(d, HDR_SIZE, rc, clen)))
+			goto fail;
+		got = ZSTD_decompress(rec, rlen, rc, clen);
+		if (ZSTD_isError(got) || got != rlen) {
+			err = DG_ERR_DELTA_CORRUPT;
+			goto fail;
+		}
+	}
+	pos = HDR_SIZE + (uint64_t)clen;
+	for (i = 0; i < h->nitems; i++) {
+		const uint8_t *r = rec + (size_t)i * ITEM_SIZE;
+		struct item *it = &items[i];
+
+		it->kind = r[0];
+		it->filter = r[1];
+		if (it->kind == 0 || it->kind >= KIND_MAX_ || it->filter >= DG_BCJ_MAX_) {
+			err = DG_ERR_DELTA_RECIPE;
+			goto fail;
+		}
+		if (r[2] || r[3]) {
+			err = DG_ERR_DELTA_CORRUPT;
+			goto fail;
+		}
+		it->out_len = get64(r + 4);
+		it->src_off = get64(r + 12);
+		it->src_len = get64(r + 20);
+		for (k = 0; k < NPARTS; k++) {
+			struct part *p = &it->p[k];
+
+			p->codec = get32(r + 28 + 20 * k);
+			p->clen = get64(r + 32 + 20 * k);
+			p->rlen = get64(r + 40 + 20 * k);
+			if (p->codec >= CODEC_MAX_) {
+				err = DG_ERR_DELTA_RECIPE;
+				goto fail;
+			}
+			if ((p->codec == CODEC_NONE && p->clen != p->rlen) ||
+			    (p->codec != CODEC_NONE && (p->clen == 0) != (p->rlen == 0))) {
+				err = DG_ERR_DELTA_CORRUPT;
+				goto fail;
+			}
+			if (p->clen > d->size - pos) {
+				err = DG_ERR_DELTA_TRUNCATED;
+				goto fail;
+			}
+			p->off = pos;
+			pos += p->clen;
+		}
+		if (it->out_len > h->tgt_size - sum_out ||
+		    it->src_off > h->src_size || it->src_len > h->src_size - it->src_off) {
+			err = DG_ERR_DELTA_CORRUPT;
+			goto fail;
+		}
+		sum_out += it->out_len;
+		switch (it->kind) {
+		case KIND_RAW:
+			if (it->p[0].rlen != it->out_len || it->p[1].clen || it->p[2].clen ||
+			    it->filter || it->src_len)
+				err = DG_ERR_DELTA_CORRUPT;
+			break;
+		case KIND_COPY:
+			if (it->src_len != it->out_len || it->p[0].clen || it->p[1].clen ||
+			    it->p[2].clen || it->filter)
+				err = DG_ERR_DELTA_CORRUPT;
+			break;
+		case KIND_BSDIFF:
+			if (it->p[1].rlen > it->out_len ||
+			    it->p[1].rlen + it->p[2].rlen != it->out_len ||
+			    it->p[0].rlen / MAX_CTRL_RATIO > it->out_len + 1)
+				err = DG_ERR_DELTA_CORRUPT;
+			break;
+		case KIND_ZPATCH:
+			if (it->p[0].rlen != it->out_len || it->p[1].clen || it->p[2].clen ||
+			    (it->out_len && it->p[0].codec != CODEC_ZSTD))
+				err = DG_ERR_DELTA_CORRUPT;
+			break;
+		}
+		if (err)
+			goto fail;
+	}
+	if (sum_out != h->tgt_size) {
+		err = DG_ERR_DELTA_CORRUPT;
+		goto fail;
+	}
+	if (pos != d->size) {
+		err = DG_ERR_DELTA_CORRUPT; /* trailing bytes */
+		goto fail;
+	}
+	free(rc);
+	free(rec);
+	*items_out = items;
+	return DG_OK;
+fail:
+	free(rc);
+	free(rec);
+	free(items);
+	return err;
+}
+
+/* ---- streaming part reader ---- */
+struct preader {
+	const struct din *d;
+	const struct part *p;
+	uint64_t in_off, in_left, out_left;
+	ZSTD_DCtx *z;
+	lzma_stream x;
+	int xinit, done;
+	uint8_t *in, *ob;
+	size_t in_pos, in_len, ob_pos, ob_len;
+};
+
+static int
+window_log_max(size_t mem_limit)
+{
+	int l = 10;
+
+	while (l < 31 && ((size_t)1 << (l + 1)) <= mem_limit / 4)
+		l++;
+	return l;
+}
+
+static dg_err
+zstd_err(size_t r)
+{
+	if (ZSTD_getErrorCode(r) == ZSTD_error_frameParameter_windowTooLarge ||
+	    ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation)
+		return DG_ERR_DELTA_MEMLIMIT;
+	return DG_ERR_DELTA_CORRUPT;
+}
+
+static void
+preader_close(struct preader *r)
+{
+	ZSTD_freeDCtx(r->z);
+	if (r->xinit)
+		lzma_end(&r->x);
+	free(r->in);
+	free(r->ob);
+	memset(r, 0, sizeof(*r));
+}
+
+/* stable: decode straight into one caller buffer (no window allocation). */
+static dg_err
+preader_open(struct preader *r, const struct din *d, const struct part *p, size_t mem_limit, int stable)
+{
+	lzma_options_lzma opt;
+	lzma_filter f[2];
+
+	memset(r, 0, sizeof(*r));
+	r->d = d;
+	r->p = p;
+	r->in_off = p->off;
+	r->in_left = p->clen;
+	r->out_left = p->rlen;
+	r->in = malloc(IOBUF);
+	r->ob = stable ? NULL : malloc(IOBUF);
+	if (!r->in || (!stable && !r->ob))
+		goto nomem;
+	if (p->codec == CODEC_ZSTD) {
+		r->z = ZSTD_createDCtx();
+		if (!r->z)
+			goto nomem;
+		if (ZSTD_isError(ZSTD_DCtx_setParameter(r->z, ZSTD_d_windowLogMax,
+							stable ? 31 : window_log_max(mem_limit))))
+			goto nomem;
+		if (stable && ZSTD_isError(ZSTD_DCtx_setParameter(r->z, ZSTD_d_stableOutBuffer, 1)))
+			goto nomem;
+	} else if (p->codec == CODEC_XZ) {
+		if (lzma_lzma_preset(&opt, 6))
+			goto nomem;
+		opt.dict_size = (uint32_t)xz_dict(p->rlen);
+		f[0].id = LZMA_FILTER_LZMA2;
+		f[0].options = &opt;
+		f[1].id = LZMA_VLI_UNKNOWN;
+		f[1].options = NULL;
+		if (lzma_raw_decoder(&r->x, f) != LZMA_OK)
+			goto nomem;
+		r->xinit = 1;
+	}
+	return DG_OK;
+nomem:
+	preader_close(r);
+	return DG_ERR_NOMEM;
+}
+
+static dg_err
+fill_in(struct preader *r)
+{
+	size_t n;
+	dg_err err;
+
+	if (r->in_pos < r->in_len || r->in_left == 0)
+		return DG_OK;
+	n = r->in_left < IOBUF ? (size_t)r->in_left : IOBUF;
+	if ((err = din_read(r->d, r->in_off, r->in, n)))
+		return err;
+	r->in_off += n;
+	r->in_left -= n;
+	r->in_pos = 0;
+	r->in_len = n;
+	return DG_OK;
+}
+
+/* Decode up to cap bytes into dst; *got 0 only at the end of the part. */
+static dg_err
+preader_decode(struct preader *r, uint8_t *dst, size_t cap, size_t *got)
+{
+	size_t ret;
+	lzma_ret lr;
+	dg_err err;
+
+	*got = 0;
+	if (r->out_left == 0)
+		return DG_OK;
+	if (cap > r->out_left)
+		cap = (size_t)r->out_left;
+	for (;;) {
+		if ((err = fill_in(r)))
+			return err;
+		if (r->p->codec == CODEC_NONE) {
+			size_t n = r->in_len - r->in_pos < cap ? r->in_len - r->in_pos : cap;
+
+			memcpy(dst, r->in + r->in_pos, n);
+			r->in_pos += n;
+			*got = n;
+		} else if (r->p->codec == CODEC_ZSTD) {
+			ZSTD_inBuffer in = { r->in, r->in_len, r->in_pos };
+			ZSTD_outBuffer out = { dst, cap, 0 };
+
+			if (r->done)
+				return DG_ERR_DELTA_CORRUPT; /* frame ended early */
+			ret = ZSTD_decompressStream(r->z, &out, &in);
+			if (ZSTD_isError(ret))
+				return zstd_err(ret);
+			r->in_pos = in.pos;
+			if (ret == 0)
+				r->done = 1;
+			*got = out.pos;
+			if (out.pos == 0 && in.pos == in.size && r->in_left == 0 && !r->done)
+				return DG_ERR_DELTA_TRUNCATED;
+		} else {
+			r->x.next_in = r->in + r->in_pos;
+			r->x.avail_in = r->in_len - r->in_pos;
+			r->x.next_out = dst;
+			r->x.avail_out = cap;
+			lr = lzma_code(&r->x, LZMA_RUN);
+			r->in_pos = r->in_len - r->x.avail_in;
+			*got = cap - r->x.avail_out;
+			if (lr == LZMA_STREAM_END)
+				r->done = 1;
+			else if (lr == LZMA_MEM_ERROR || lr == LZMA_MEMLIMIT_ERROR)
+				return DG_ERR_DELTA_MEMLIMIT;
+			else if (lr != LZMA_OK)
+				return DG_ERR_DELTA_CORRUPT;
+			if (*got == 0 && r->done)
+				return DG_ERR_DELTA_CORRUPT;
+			if (*got == 0 && r->x.avail_in == 0 && r->in_left == 0)
+				return DG_ERR_DELTA_TRUNCATED;
+		}
+		if (*got) {
+			r->out_left -= *got;
+			return DG_OK;
+		}
+	}
+}
+
+/* Read exactly n decoded bytes. */
+static dg_err
+preader_read(struct preader *r, uint8_t *dst, size_t n)
+{
+	size_t k;
+	dg_err err;
+
+	if (n > r->out_left + (r->ob_len - r->ob_pos))
+		return DG_ERR_DELTA_CORRUPT;
+	while (n > 0) {
+		if (r->ob_pos == r->ob_len) {
+			if ((err = preader_decode(r, r->ob, IOBUF, &r->ob_len)))
+				return err;
+			r->ob_pos = 0;
+			if (r->ob_len == 0)
+				return DG_ERR_DELTA_CORRUPT;
+		}
+		k = r->ob_len - r->ob_pos < n ? r->ob_len - r->ob_pos : n;
+		memcpy(dst, r->ob + r->ob_pos, k);
+		r->ob_pos += k;
+		dst += k;
+		n -= k;
+	}
+	return DG_OK;
+}
+
+static dg_err
+preader_varint(struct preader *r, uint64_t *v)
+{
+	uint8_t b;
+	unsigned shift = 0;
+	dg_err err;
+
+	*v = 0;
+	do {
+		if (shift > 63)
+			return DG_ERR_DELTA_CORRUPT;
+		if ((err = preader_read(r, &b, 1)))
+			return err;
+		*v |= (uint64_t)(b & 0x7F) << shift;
+		shift += 7;
+	} while (b & 0x80);
+	return DG_OK;
+}
+
+/* All decoded, and the compressed part fully consumed: nothing trails. */
+static dg_err
+preader_finish(struct preader *r)
+{
+	uint8_t tmp[16];
+	size_t got;
+	dg_err err;
+
+	if (r->ob_pos != r->ob_len || r->out_left != 0)
+		return DG_ERR_DELTA_CORRUPT;
+	if (r->p->codec == CODEC_ZSTD && r->p->rlen && !r->done) {
+		/* the frame's last block may still be pending */
+		ZSTD_inBuffer in;
+		ZSTD_outBuffer out = { tmp, sizeof(tmp), 0 };
+		size_t ret;
+
+		for (;;) {
+			if ((err = fill_in(r)))
+				return err;
+			in = (ZSTD_inBuffer){ r->in, r->in_len, r->in_pos };
+			ret = ZSTD_decompressStream(r->z, &out, &in);
+			if (ZSTD_isError(ret))
+				return zstd_err(ret);
+			r->in_pos = in.pos;
+			if (out.pos)
+				return DG_ERR_DELTA_CORRUPT;
+			if (ret == 0)
+				break;
+			if (in.pos == in.size && r->in_left == 0)
+				return DG_ERR_DELTA_TRUNCATED;
+		}
+	}
+	if (r->p->codec == CODEC_XZ && r->p->rlen && !r->done) {
+		r->x.next_in = r->in + r->in_pos;
+		r->x.avail_in = r->in_len - r->in_pos;
+		r->x.next_out = tmp;
+		r->x.avail_out = sizeof(tmp);
+		if (lzma_code(&r->x, LZMA_RUN) != LZMA_STREAM_END || r->x.avail_out != sizeof(tmp))
+			return DG_ERR_DELTA_CORRUPT;
+		r->in_pos = r->in_len - r->x.avail_in;
+	}
+	(void)got;
+	if (r->in_pos != r->in_len || r->in_left != 0)
+		return DG_ERR_DELTA_CORRUPT;
+	return DG_OK;
+}
+
+/* ---- applier ---- */
+struct applier {
+	const uint8_t *src;
+	const struct din *d;
+	const struct header *h;
+	const dg_delta_apply_opts *o;
+	size_t mem_limit;
+	const char *scratch_dir; /* NULL: memory only */
+	uint8_t *out;
+	uint64_t done;
+};
+
+static dg_err
+check_cancel(struct applier *a)
+{
+	if (a->o && a->o->cancel && atomic_load(a->o->cancel))
+		return DG_ERR_CANCELED;
+	if (a->o && a->o->progress)
+		a->o->progress(a->o->progress_arg, a->done, a->h->tgt_size);
+	return DG_OK;
+}
+
+/* A filtered copy of the source region: heap when small, else an unlinked
+ * temporary file mapped next to the target, so that a large filtered
+ * source costs page cache rather than the working-memory budget. */
+struct scratch {
+	uint8_t *p;
+	size_t len;
+	int mapped;
+};
+
+static dg_err
+scratch_new(struct applier *a, size_t len, struct scratch *s)
+{
+	char *path = NULL;
+	int fd = -1, r;
+	dg_err err;
+
+	memset(s, 0, sizeof(*s));
+	s->len = len;
+	if (len == 0)
+		return DG_OK;
+	if (len <= a->mem_limit / 2) {
+		s->p = malloc(len);
+		return s->p ? DG_OK : DG_ERR_NOMEM;
+	}
+	if (!a->scratch_dir)
+		return DG_ERR_DELTA_MEMLIMIT;
+	if (asprintf(&path, "%s/.dgscratch.XXXXXX", a->scratch_dir) < 0)
+		return DG_ERR_NOMEM;
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0) {
+		err = dg_err_from_errno(errno);
+		goto fail;
+	}
+	unlink(path);
+	if ((r = posix_fallocate(fd, 0, (off_t)len)) != 0) {
+		err = dg_err_from_errno(r);
+		goto fail;
+	}
+	s->p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (s->p == MAP_FAILED) {
+		s->p = NULL;
+		err = dg_err_from_errno(errno);
+		goto fail;
+	}
+	s->mapped = 1;
+	close(fd);
+	free(path);
+	return DG_OK;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return err;
+}
+
+static void
+scratch_free(struct scratch *s)
+{
+	if (s->mapped)
+		munmap(s->p, s->len);
+	else
+		free(s->p);
+	memset(s, 0, sizeof(*s));
+}
+
+static dg_err
+apply_bsdiff(struct applier *a, const struct item *it, const uint8_t *src, uint8_t *out)
+{
+	struct preader ctrl, diff, extra;
+	uint64_t add, copy, seek, opos = 0, k, n;
+	int64_t spos = 0;
+	dg_err err;
+
+	memset(&ctrl, 0, sizeof(ctrl));
+	memset(&diff, 0, sizeof(diff));
+	memset(&extra, 0, sizeof(extra));
+	if ((err = preader_open(&ctrl, a->d, &it->p[0], a->mem_limit, 0)) ||
+	    (err = preader_open(&diff, a->d, &it->p[1], a->mem_limit, 0)) ||
+	    (err = preader_open(&extra, a->d, &it->p[2], a->mem_limit, 0)))
+		goto fail;
+	while (opos < it->out_len) {
+		if ((err = preader_varint(&ctrl, &add)) || (err = preader_varint(&ctrl, &copy)) ||
+		    (err = preader_varint(&ctrl, &seek)))
+			goto fail;
+		if (add > it->out_len - opos || copy > it->out_len - opos - add) {
+			err = DG_ERR_DELTA_CORRUPT;
+			goto fail;
+		}
+		if (spos < 0 || (uint64_t)spos > it->src_len || add > it->src_len - (uint64_t)spos) {
+			err = DG_ERR_DELTA_CORRUPT;
+			goto fail;
+		}
+		if ((err = preader_read(&diff, out + opos, (size_t)add)))
+			goto fail;
+		for (k = 0; k < add; k++)
+			out[opos + k] = (uint8_t)(out[opos + k] + src[spos + (int64_t)k]);
+		opos += add;
+		spos += (int64_t)add;
+		if ((err = preader_read(&extra, out + opos, (size_t)copy)))
+			goto fail;
+		opos += copy;
+		/* zigzag-decoded seek */
+		n = (seek >> 1) ^ (0 - (seek & 1));
+		spos += (int64_t)n;
+		a->done += add + copy;
+		if ((add + copy) >= (1u << 20) && (err = check_cancel(a)))
+			goto fail;
+	}
+	if ((err = preader_finish(&ctrl)) || (err = preader_finish(&diff)) ||
+	    (err = preader_finish(&extra)))
+		goto fail;
+fail:
+	preader_close(&ctrl);
+	preader_close(&diff);
+	preader_close(&extra);
+	return err;
+}
+
+/* RAW and ZPATCH: one zstd frame decoded straight into the output. */
+static dg_err
+apply_frame(struct applier *a, const struct item *it, const uint8_t *prefix, uint8_t *out)
+{
+	struct preader r;
+	ZSTD_outBuffer ob = { out, (size_t)it->out_len, 0 };
+	size_t ret = 1;
+	dg_err err;
+
+	if ((err = preader_open(&r, a->d, &it->p[0], a->mem_limit, 1)))
+		return err;
+	if (it->p[0].codec != CODEC_ZSTD) {
+		/* stored or xz raw item: the generic reader */
+		free(r.ob);
+		r.ob = malloc(IOBUF);
+		if (!r.ob) {
+			err = DG_ERR_NOMEM;
+			goto fail;
+		}
+		if ((err = preader_read(&r, out, (size_t)it->out_len)) || (err = preader_finish(&r)))
+			goto fail;
+		a->done += it->out_len;
+		goto fail;
+	}
+	if (prefix && it->src_len &&
+	    ZSTD_isError(ZSTD_DCtx_refPrefix(r.z, prefix, (size_t)it->src_len))) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	for (;;) {
+		ZSTD_inBuffer in;
+
+		if ((err = fill_in(&r)))
+			goto fail;
+		in = (ZSTD_inBuffer){ r.in, r.in_len, r.in_pos };
+		ret = ZSTD_decompressStream(r.z, &ob, &in);
+		if (ZSTD_isError(ret)) {
+			err = zstd_err(ret);
+			goto fail;
+		}
+		r.in_pos = in.pos;
+		if (ret == 0)
+			break;
+		if (in.pos == in.size && r.in_left == 0) {
+			err = DG_ERR_DELTA_TRUNCATED;
+			goto fail;
+		}
+		if ((err = check_cancel(a)))
+			goto fail;
+	}
+	if (ob.pos != ob.size || r.in_pos != r.in_len || r.in_left) {
+		err = DG_ERR_DELTA_CORRUPT;
+		goto fail;
+	}
+	a->done += it->out_len;
+fail:
+	preader_close(&r);
+	return err;
+}
+
+static dg_err
+apply_items(struct applier *a, const struct item *items)
+{
+	uint64_t opos = 0;
+	uint32_t i;
+	struct scratch s;
+	const uint8_t *src;
+	dg_err err = DG_OK;
+
+	memset(&s, 0, sizeof(s));
+	for (i = 0; i < a->h->nitems; i++) {
+		const struct item *it = &items[i];
+		uint8_t *out = a->out + opos;
+
+		if ((err = check_cancel(a)))
+			return err;
+		src = a->src + it->src_off;
+		if (it->filter != DG_BCJ_NONE && (it->kind == KIND_BSDIFF || it->kind == KIND_ZPATCH)) {
+			if ((err = scratch_new(a, (size_t)it->src_len, &s)))
+				return err;
+			if (it->src_len) {
+				memcpy(s.p, src, (size_t)it->src_len);
+				dg_bcj_encode(it->filter, s.p, (size_t)it->src_len);
+			}
+			src = s.p;
+		}
+		switch (it->kind) {
+		case KIND_RAW:
+			err = apply_frame(a, it, NULL, out);
+			break;
+		case KIND_COPY:
+			if (it->out_len)
+				memcpy(out, src, (size_t)it->out_len);
+			a->done += it->out_len;
+			break;
+		case KIND_BSDIFF:
+			err = apply_bsdiff(a, it, src, out);
+			break;
+		case KIND_ZPATCH:
+			err = apply_frame(a, it, src, out);
+			break;
+		default:
+			err = DG_ERR_DELTA_RECIPE;
+			break;
+		}
+		scratch_free(&s);
+		if (err)
+			return err;
+		if (it->filter != DG_BCJ_NONE)
+			dg_bcj_decode(it->filter, out, (size_t)it->out_len);
+		opos += it->out_len;
+	}
+	return check_cancel(a);
+}
+
+/* Parse, check the source, rebuild into out (tgt_size bytes), check the
+ * target's hash. */
+static dg_err
+apply_core(const uint8_t *src, size_t src_len, const struct din *d,
+	   const dg_delta_apply_opts *o, const char *scratch_dir,
+	   uint8_t *(*get_out)(void *ctx, uint64_t size, dg_err *err), void *ctx)
+{
+	struct header h;
+	struct item *items = NULL;
+	struct applier a;
+	uint8_t sha[32];
+	dg_err err;
+
+	memset(&a, 0, sizeof(a));
+	if ((err = parse_delta(d, o ? o->max_target_size : 0, &h, &items)))
+		return err;
+	if (h.src_size != src_len) {
+		err = DG_ERR_DELTA_SOURCE;
+		goto fail;
+	}
+	if ((err = sha256(src, src_len, sha)))
+		goto fail;
+	if (memcmp(sha, h.src_sha, 32) != 0) {
+		err = DG_ERR_DELTA_SOURCE;
+		goto fail;
+	}
+	a.src = src;
+	a.d = d;
+	a.h = &h;
+	a.o = o;
+	a.mem_limit = o && o->mem_limit ? o->mem_limit : DG_DELTA_DEFAULT_MEM_LIMIT;
+	a.scratch_dir = scratch_dir;
+	a.out = get_out(ctx, h.tgt_size, &err);
+	if (err)
+		goto fail;
+	if ((err = apply_items(&a, items)))
+		goto fail;
+	if ((err = sha256(a.out, (size_t)h.tgt_size, sha)))
+		goto fail;
+	if (memcmp(sha, h.tgt_sha, 32) != 0)
+		err = DG_ERR_DELTA_TARGET;
+fail:
+	free(items);
+	return err;
+}
+
+struct memout {
+	uint8_t *p;
+	uint64_t size;
+};
+
+static uint8_t *
+memout_get(void *ctx, uint64_t size, dg_err *err)
+{
+	struct memout *m = ctx;
+
+	*err = DG_OK;
+	m->size = size;
+	if (size > SIZE_MAX - 1) {
+		*err = DG_ERR_TOOBIG;
+		return NULL;
+	}
+	m->p = malloc(size ? (size_t)size : 1);
+	if (!m->p)
+		*err = DG_ERR_NOMEM;
+	return m->p;
+}
+
+dg_err
+dg_delta_apply_mem(const uint8_t *src, size_t src_len, const uint8_t *delta, size_t delta_len,
+		   const dg_delta_apply_opts *opts, uint8_t **out, size_t *out_len)
+{
+	struct din d = { delta, -1, delta_len };
+	struct memout m = { NULL, 0 };
+	dg_err err;
+
+	*out = NULL;
+	*out_len = 0;
+	if (!delta)
+		d.mem = (const uint8_t *)"";
+	err = apply_core(src ? src : (const uint8_t *)"", src_len, &d, opts, NULL, memout_get, &m);
+	if (err) {
+		free(m.p);
+		return err;
+	}
+	*out_len = (size_t)m.size;
+	*out = m.p;
+	return DG_OK;
+}
+
+struct fileout {
+	int fd;
+	uint8_t *map;
+	uint64_t size;
+};
+
+static uint8_t *
+fileout_get(void *ctx, uint64_t size, dg_err *err)
+{
+	struct fileout *f = ctx;
+	int r;
+
+	*err = DG_OK;
+	f->size = size;
+	if (size == 0)
+		return (uint8_t *)"";
+	if (size > (uint64_t)SIZE_MAX / 2) {
+		*err = DG_ERR_TOOBIG;
+		return NULL;
+	}
+	/* reserve the blocks first: a write fault on a full disk through the
+	 * mapping would be SIGBUS, not an error */
+	if ((r = posix_fallocate(f->fd, 0, (off_t)size)) != 0) {
+		*err = dg_err_from_errno(r);
+		return NULL;
+	}
+	f->map = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
+	if (f->map == MAP_FAILED) {
+		f->map = NULL;
+		*err = dg_err_from_errno(errno);
+		return NULL;
+	}
+	return f->map;
+}
+
+static dg_err
+map_file(const char *path, int *fd_out, const uint8_t **map, size_t *len)
+{
+	struct stat st;
+	int fd;
+	dg_err err;
+
+	*map = NULL;
+	*len = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return dg_err_from_errno(errno);
+	if (fstat(fd, &st) < 0) {
+		err = dg_err_from_errno(errno);
+		close(fd);
+		return err;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return DG_ERR_INVAL;
+	}
+	*len = (size_t)st.st_size;
+	if (*len) {
+		void *p = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
+
+		if (p == MAP_FAILED) {
+			err = dg_err_from_errno(errno);
+			close(fd);
+			return err;
+		}
+		*map = p;
+	}
+	if (fd_out)
+		*fd_out = fd;
+	else
+		close(fd);
+	return DG_OK;
+}
+
+static char *
+dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		return strdup(".");
+	if (slash == path)
+		return strdup("/");
+	return strndup(path, (size_t)(slash - path));
+}
+
+dg_err
+dg_delta_apply_file(const char *source_path, const char *delta_path, const char *target_path,
+		    const dg_delta_apply_opts *opts)
+{
+	const uint8_t *src = NULL;
+	size_t src_len = 0;
+	struct din d = { NULL, -1, 0 };
+	struct stat st;
+	struct fileout f = { -1, NULL, 0 };
+	char *tmp = NULL, *dir = NULL;
+	dg_err err;
+
+	if ((err = map_file(source_path, NULL, &src, &src_len))) {
+		dg_log_err("%s: %s", source_path, dg_strerror(err));
+		return err;
+	}
+	if (src_len)
+		madvise((void *)src, src_len, MADV_WILLNEED);
+	d.fd = open(delta_path, O_RDONLY | O_CLOEXEC);
+	if (d.fd < 0 || fstat(d.fd, &st) < 0) {
+		err = dg_err_from_errno(errno);
+		dg_log_err("%s: %s", delta_path, dg_strerror(err));
+		goto fail;
+	}
+	d.size = (uint64_t)st.st_size;
+	dir = dir_of(target_path);
+	if (!dir || asprintf(&tmp, "%s.tmp.XXXXXX", target_path) < 0) {
+		tmp = NULL;
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	f.fd = mkostemp(tmp, O_CLOEXEC);
+	if (f.fd < 0) {
+		err = dg_err_from_errno(errno);
+		dg_log_err("%s: %s", tmp, dg_strerror(err));
+		free(tmp);
+		tmp = NULL;
+		goto fail;
+	}
+	if (fchmod(f.fd, 0644) < 0) {
+		err = dg_err_from_errno(errno);
+		goto fail;
+	}
+	err = apply_core(src, src_len, &d, opts, dir, fileout_get, &f);
+	if (err) {
+		dg_log_err("apply %s to %s: %s", delta_path, source_path, dg_strerror(err));
+		goto fail;
+	}
+	if (f.map) {
+		munmap(f.map, (size_t)f.size);
+		f.map = NULL;
+	}
+	if (fsync(f.fd) < 0 || close(f.fd) < 0) {
+		f.fd = -1;
+		err = dg_err_from_errno(errno);
+		goto fail;
+	}
+	f.fd = -1;
+	if (rename(tmp, target_path) < 0) {
+		err = dg_err_from_errno(errno);
+		dg_log_err("%s: %s", target_path, dg_strerror(err));
+		goto fail;
+	}
+	free(tmp);
+	tmp = NULL;
+	err = dg_util_fsync_dir(target_path);
+fail:
+	if (f.map)
+		munmap(f.map, (size_t)f.size);
+	if (f.fd >= 0)
+		close(f.fd);
+	if (tmp)
+		unlink(tmp);
+	free(tmp);
+	free(dir);
+	if (d.fd >= 0)
+		close(d.fd);
+	if (src)
+		munmap((void *)src, src_len);
+	return err;
+}
+
+uint32_t
+dg_delta_result_code(dg_err err)
+{
+	if (err == DG_OK)
+		return 0;
+	return DG_DELTA_RESULT_BASE | ((uint32_t)err & 0xFFFFFu);
+}
+
+/* ---- inspect ---- */
+struct dg_delta_info {
+	struct header h;
+	struct item *items;
+	uint64_t size;
+	char (*codecs)[32];
+};
+
+static const char *
+kind_name(unsigned k)
+{
+	switch (k) {
+	case KIND_RAW: return "raw";
+	case KIND_COPY: return "copy";
+	case KIND_BSDIFF: return "bsdiff";
+	case KIND_ZPATCH: return "zstd-patch-from";
+	default: return "unknown";
+	}
+}
+
+static const char *
+codec_name(uint32_t c)
+{
+	switch (c) {
+	case CODEC_NONE: return "none";
+	case CODEC_ZSTD: return "zstd";
+	case CODEC_XZ: return "xz";
+	default: return "unknown";
+	}
+}
+
+dg_err
+dg_delta_inspect_file(const char *path, dg_delta_info **out)
+{
+	struct din d = { NULL, -1, 0 };
+	struct stat st;
+	dg_delta_info *info = NULL;
+	uint32_t i;
+	dg_err err;
+
+	*out = NULL;
+	d.fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (d.fd < 0 || fstat(d.fd, &st) < 0) {
+		err = dg_err_from_errno(errno);
+		goto fail;
+	}
+	d.size = (uint64_t)st.st_size;
+	info = calloc(1, sizeof(*info));
+	if (!info) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	info->size = d.size;
+	if ((err = parse_delta(&d, 0, &info->h, &info->items)))
+		goto fail;
+	info->codecs = calloc(info->h.nitems ? info->h.nitems : 1, sizeof(*info->codecs));
+	if (!info->codecs) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	for (i = 0; i < info->h.nitems; i++) {
+		const struct item *it = &info->items[i];
+
+		if (it->kind == KIND_BSDIFF)
+			snprintf(info->codecs[i], sizeof(info->codecs[i]), "%s,%s,%s",
+				 codec_name(it->p[0].codec), codec_name(it->p[1].codec),
+				 codec_name(it->p[2].codec));
+		else if (it->kind == KIND_COPY)
+			snprintf(info->codecs[i], sizeof(info->codecs[i]), "-");
+		else
+			snprintf(info->codecs[i], sizeof(info->codecs[i]), "%s",
+				 codec_name(it->p[0].codec));
+	}
+	close(d.fd);
+	*out = info;
+	return DG_OK;
+fail:
+	if (d.fd >= 0)
+		close(d.fd);
+	dg_delta_info_free(info);
+	return err;
+}
+
+void
+dg_delta_info_free(dg_delta_info *info)
+{
+	if (!info)
+		return;
+	free(info->items);
+	free(info->codecs);
+	free(info);
+}
+
+uint32_t dg_delta_info_version(const dg_delta_info *i) { return i->h.version; }
+uint64_t dg_delta_info_source_size(const dg_delta_info *i) { return i->h.src_size; }
+uint64_t dg_delta_info_target_size(const dg_delta_info *i) { return i->h.tgt_size; }
+uint64_t dg_delta_info_delta_size(const dg_delta_info *i) { return i->size; }
+const uint8_t *dg_delta_info_source_sha256(const dg_delta_info *i) { return i->h.src_sha; }
+const uint8_t *dg_delta_info_target_sha256(const dg_delta_info *i) { return i->h.tgt_sha; }
+size_t dg_delta_info_items(const dg_delta_info *i) { return i->h.nitems; }
+
+void
+dg_delta_info_item(const dg_delta_info *info, size_t i, dg_delta_item_info *out)
+{
+	const struct item *it = &info->items[i];
+
+	out->kind = kind_name(it->kind);
+	out->filter = dg_bcj_name((dg_bcj_filter)it->filter);
+	out->out_len = it->out_len;
+	out->src_off = it->src_off;
+	out->src_len = it->src_len;
+	out->payload = it->p[0].clen + it->p[1].clen + it->p[2].clen;
+	out->codecs = info->codecs[i];
+}
+
+/* ======================= generator ======================= */
+
+/* Compress one part, keeping the smallest of zstd, xz and stored. */
+static dg_err
+compress_part(const uint8_t *data, size_t len, int level, int streamed, int try_xz, struct part *p)
+{
+	ZSTD_CCtx *c = NULL;
+	size_t bound, r, xpos = 0;
+	uint8_t *xb = NULL;
+	lzma_options_lzma opt;
+	lzma_filter f[2];
+	dg_err err = DG_OK;
+
+	memset(p, 0, sizeof(*p));
+	p->rlen = len;
+	if (len == 0)
+		return DG_OK;
+	bound = ZSTD_compressBound(len);
+	p->comp.data = malloc(bound);
+	if (!p->comp.data)
+		return DG_ERR_NOMEM;
+	p->comp.cap = bound;
+	c = ZSTD_createCCtx();
+	if (!c) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	if (ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_dictIDFlag, 0)) ||
+	    (streamed && ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, STREAM_WINDOW_LOG)))) {
+		err = DG_ERR_DELTA_CODEC;
+		goto fail;
+	}
+	r = ZSTD_compress2(c, p->comp.data, bound, data, len);
+	if (ZSTD_isError(r)) {
+		err = DG_ERR_DELTA_CODEC;
+		goto fail;
+	}
+	p->codec = CODEC_ZSTD;
+	p->comp.len = r;
+	if (try_xz) {
+		lzma_lzma_preset(&opt, 9 | LZMA_PRESET_EXTREME);
+		opt.dict_size = (uint32_t)xz_dict(len);
+		f[0].id = LZMA_FILTER_LZMA2;
+		f[0].options = &opt;
+		f[1].id = LZMA_VLI_UNKNOWN;
+		f[1].options = NULL;
+		xb = malloc(p->comp.len);
+		if (xb && lzma_raw_buffer_encode(f, NULL, data, len, xb, &xpos, p->comp.len) == LZMA_OK &&
+		    xpos < p->comp.len) {
+			memcpy(p->comp.data, xb, xpos);
+			p->comp.len = xpos;
+			p->codec = CODEC_XZ;
+		}
+	}
+	if (p->comp.len >= len) {
+		memcpy(p->comp.data, data, len);
+		p->comp.len = len;
+		p->codec = CODEC_NONE;
+	}
+	p->clen = p->comp.len;
+fail:
+	free(xb);
+	ZSTD_freeCCtx(c);
+	if (err)
+		dg_buf_free(&p->comp);
+	return err;
+}
+
+static int
+log2_ceil(uint64_t v)
+{
+	int l = 0;
+
+	while (((uint64_t)1 << l) < v)
+		l++;
+	return l;
+}
+
+/* zstd with the source as prefix and long-distance matching. */
+static dg_err
+compress_zpatch(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m, int level, struct part *p)
+{
+	ZSTD_CCtx *c = NULL;
+	size_t bound, r;
+	int wlog = log2_ceil((uint64_t)n + m + 1);
+	dg_err err = DG_OK;
+
+	memset(p, 0, sizeof(*p));
+	p->rlen = m;
+	if (m == 0)
+		return DG_OK;
+	if (wlog < 10)
+		wlog = 10;
+	if (wlog > 30)
+		wlog = 30;
+	bound = ZSTD_compressBound(m);
+	p->comp.data = malloc(bound);
+	c = ZSTD_createCCtx();
+	if (!p->comp.data || !c) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	if (ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, wlog)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_enableLongDistanceMatching, 1)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_dictIDFlag, 0)) ||
+	    (n && ZSTD_isError(ZSTD_CCtx_refPrefix(c, src, n)))) {
+		err = DG_ERR_DELTA_CODEC;
+		goto fail;
+	}
+	r = ZSTD_compress2(c, p->comp.data, bound, tgt, m);
+	if (ZSTD_isError(r)) {
+		err = DG_ERR_DELTA_CODEC;
+		goto fail;
+	}
+	p->codec = CODEC_ZSTD;
+	p->comp.len = p->clen = r;
+fail:
+	ZSTD_freeCCtx(c);
+	if (err)
+		dg_buf_free(&p->comp);
+	return err;
+}
+
+static void
+item_free(struct item *it)
+{
+	for (int k = 0; k < NPARTS; k++)
+		dg_buf_free(&it->p[k].comp);
+}
+
+static uint64_t
+item_payload(const struct item *it)
+{
+	return it->p[0].clen + it->p[1].clen + it->p[2].clen;
+}
+
+/* A candidate recipe: items covering the whole target. */
+struct plan {
+	struct item *items;
+	size_t n;
+	char method[48];
+	uint64_t size;
+	dg_err err;
+};
+
+static void
+plan_free(struct plan *pl)
+{
+	for (size_t i = 0; i < pl->n; i++)
+		item_free(&pl->items[i]);
+	free(pl->items);
+	pl->items = NULL;
+	pl->n = 0;
+}
+
+static dg_err
+serialize(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m, const struct plan *pl,
+	  uint8_t **out, size_t *out_len)
+{
+	uint8_t hdr[HDR_SIZE], *rec = NULL, *buf = NULL;
+	size_t rlen = pl->n * ITEM_SIZE, cb, clen = 0, total, i, pos;
+	dg_err err;
+
+	*out = NULL;
+	rec = calloc(1, rlen ? rlen : 1);
+	if (!rec)
+		return DG_ERR_NOMEM;
+	for (i = 0; i < pl->n; i++) {
+		const struct item *it = &pl->items[i];
+		uint8_t *r = rec + i * ITEM_SIZE;
+
+		r[0] = it->kind;
+		r[1] = it->filter;
+		put64(r + 4, it->out_len);
+		put64(r + 12, it->src_off);
+		put64(r + 20, it->src_len);
+		for (int k = 0; k < NPARTS; k++) {
+			put32(r + 28 + 20 * k, it->p[k].codec);
+			put64(r + 32 + 20 * k, it->p[k].clen);
+			put64(r + 40 + 20 * k, it->p[k].rlen);
+		}
+	}
+	cb = ZSTD_compressBound(rlen);
+	total = HDR_SIZE + cb;
+	for (i = 0; i < pl->n; i++)
+		total += (size_t)item_payload(&pl->items[i]);
+	buf = malloc(total);
+	if (!buf) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	if (rlen) {
+		clen = ZSTD_compress(buf + HDR_SIZE, cb, rec, rlen, 19);
+		if (ZSTD_isError(clen)) {
+			err = DG_ERR_DELTA_CODEC;
+			goto fail;
+		}
+	}
+	memset(hdr, 0, sizeof(hdr));
+	memcpy(hdr, MAGIC, 8);
+	put32(hdr + 8, FORMAT_VERSION);
+	put64(hdr + 16, n);
+	if ((err = sha256(src, n, hdr + 24)))
+		goto fail;
+	put64(hdr + 56, m);
+	if ((err = sha256(tgt, m, hdr + 64)))
+		goto fail;
+	put32(hdr + 96, (uint32_t)clen);
+	put32(hdr + 100, (uint32_t)rlen);
+	put32(hdr + 104, (uint32_t)pl->n);
+	put32(hdr + 108, (uint32_t)crc32(0, hdr, HDR_SIZE - 4));
+	memcpy(buf, hdr, HDR_SIZE);
+	pos = HDR_SIZE + clen;
+	for (i = 0; i < pl->n; i++)
+		for (int k = 0; k < NPARTS; k++) {
+			const struct part *p = &pl->items[i].p[k];
+
+			if (p->clen) {
+				memcpy(buf + pos, p->comp.data, (size_t)p->clen);
+				pos += (size_t)p->clen;
+			}
+		}
+	free(rec);
+	*out = buf;
+	*out_len = pos;
+	return DG_OK;
+fail:
+	free(rec);
+	free(buf);
+	return err;
+}
+
+/* ---- jobs, run by a small thread pool ---- */
+struct gen;
+
+struct job {
+	void (*run)(struct gen *g, struct job *j);
+	struct plan *plan;
+	size_t item;           /* which item of the plan */
+	const dg_bsdiff_index *idx;
+	const uint8_t *s, *t;  /* (filtered) source and target */
+	size_t sn, off, len;   /* chunk of the target */
+	dg_err err;
+};
+
+struct gen {
+	const uint8_t *src, *tgt;
+	size_t n, m;
+	int level;
+	const dg_delta_diff_opts *o;
+	struct job *jobs;
+	size_t njobs, next;
+	pthread_mutex_t lock;
+};
+
+static void
+run_bsdiff(struct gen *g, struct job *j)
+{
+	struct item *it = &j->plan->items[j->item];
+	dg_buf ctrl, diff, extra;
+	int big = j->len > (32u << 20);
+	dg_err err;
+
+	if ((err = dg_bsdiff_diff(j->idx, j->t + j->off, j->len, &ctrl, &diff, &extra)))
+		goto out;
+	it->kind = KIND_BSDIFF;
+	it->out_len = j->len;
+	it->src_off = 0;
+	it->src_len = j->sn;
+	if ((err = compress_part(ctrl.data, ctrl.len, g->level, 1, 1, &it->p[0])) ||
+	    (err = compress_part(diff.data, diff.len, g->level, 1, !big, &it->p[1])) ||
+	    (err = compress_part(extra.data, extra.len, g->level, 1, !big, &it->p[2])))
+		goto out;
+out:
+	dg_buf_free(&ctrl);
+	dg_buf_free(&diff);
+	dg_buf_free(&extra);
+	j->err = err;
+}
+
+static void
+run_zpatch(struct gen *g, struct job *j)
+{
+	struct item *it = &j->plan->items[0];
+	int level = g->level;
+
+	/* level 19 with a long window is ~1 MB/s: trade a little size for
+	 * time on large images */
+	if (g->m > (64u << 20) && level > 9)
+		level = 9;
+	else if (g->m > (16u << 20) && level > 15)
+		level = 15;
+	it->kind = KIND_ZPATCH;
+	it->filter = j->plan->items[0].filter;
+	it->out_len = j->len;
+	it->src_len = j->sn;
+	j->err = compress_zpatch(j->s, j->sn, j->t, j->len, level, &it->p[0]);
+}
+
+static void
+run_raw(struct gen *g, struct job *j)
+{
+	struct item *it = &j->plan->items[0];
+
+	it->kind = KIND_RAW;
+	it->out_len = j->len;
+	j->err = compress_part(j->t, j->len, g->level > 19 ? 19 : g->level, 0, 0, &it->p[0]);
+	if (!j->err && it->p[0].codec != CODEC_ZSTD && it->out_len) {
+		/* RAW items are zstd frames or stored: compress_part may only
+		 * have chosen stored here (xz was not tried) */
+		it->p[0].codec = CODEC_NONE;
+	}
+}
+
+static void *
+worker(void *arg)
+{
+	struct gen *g = arg;
+	struct job *j;
+
+	for (;;) {
+		pthread_mutex_lock(&g->lock);
+		j = g->next < g->njobs ? &g->jobs[g->next++] : NULL;
+		pthread_mutex_unlock(&g->lock);
+		if (!j)
+			return NULL;
+		if (g->o && g->o->cancel && atomic_load(g->o->cancel))
+			j->err = DG_ERR_CANCELED;
+		else
+			j->run(g, j);
+	}
+}
+
+static dg_err
+run_jobs(struct gen *g, struct job *jobs, size_t njobs, unsigned threads)
+{
+	pthread_t tids[64];
+	unsigned t, started = 0;
+	size_t i;
+
+	g->jobs = jobs;
+	g->njobs = njobs;
+	g->next = 0;
+	if (threads > 64)
+		threads = 64;
+	for (t = 1; t < threads && t < njobs; t++)
+		if (pthread_create(&tids[started], NULL, worker, g) == 0)
+			started++;
+	worker(g);
+	for (t = 0; t < started; t++)
+		pthread_join(tids[t], NULL);
+	for (i = 0; i < njobs; i++)
+		if (jobs[i].err)
+			return jobs[i].err;
+	return DG_OK;
+}
+
+#define MAX_VARIANTS 3 /* unfiltered + up to two filters */
+
+struct idx_arg {
+	const uint8_t *s;
+	size_t n;
+	dg_bsdiff_index *idx;
+	dg_err err;
+};
+
+static void *
+index_thread(void *arg)
+{
+	struct idx_arg *a = arg;
+
+	a->err = dg_bsdiff_index_new(a->s, a->n, &a->idx);
+	return NULL;
+}
+
+static void
+progress(const dg_delta_diff_opts *o, uint64_t done, uint64_t total)
+{
+	if (o && o->progress)
+		o->progress(o->progress_arg, done, total);
+}
+
+dg_err
+dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
+		  const dg_delta_diff_opts *opts, uint8_t **out, size_t *out_len,
+		  dg_delta_diff_stats *stats)
+{
+	struct gen g;
+	dg_bcj_filter filters[MAX_VARIANTS];
+	size_t nf, nv, v, c, nchunks, chunk, njobs = 0, i, best = SIZE_MAX;
+	uint8_t *fs[MAX_VARIANTS] = { 0 }, *ft[MAX_VARIANTS] = { 0 };
+	dg_bsdiff_index *idx[MAX_VARIANTS] = { 0 };
+	struct plan plans[MAX_VARIANTS + 2];
+	struct job *jobs = NULL;
+	unsigned threads = opts && opts->threads > 1 ? opts->threads : 1;
+	uint8_t *buf = NULL, *check = NULL;
+	size_t buflen = 0, checklen = 0, nplans = 0;
+	uint64_t ctarget;
+	dg_delta_apply_opts ao;
+	dg_err err = DG_OK;
+
+	*out = NULL;
+	*out_len = 0;
+	memset(plans, 0, sizeof(plans));
+	memset(&g, 0, sizeof(g));
+	if (!src)
+		src = (const uint8_t *)"";
+	if (!tgt)
+		tgt = (const uint8_t *)"";
+	if (n >= (size_t)INT32_MAX || m >= ((size_t)1 << 40))
+		return DG_ERR_TOOBIG;
+	g.src = src;
+	g.tgt = tgt;
+	g.n = n;
+	g.m = m;
+	g.o = opts;
+	g.level = opts && opts->level > 0 ? opts->level : 19;
+	if (g.level > 22)
+		g.level = 22;
+	pthread_mutex_init(&g.lock, NULL);
+
+	/* phase 2 splits a large target into chunks, one job each */
+	nchunks = 1;
+	if (threads > 1 && m > (8u << 20))
+		nchunks = threads;
+	chunk = m / nchunks + 1;
+
+	/* variants: unfiltered, then the filters the target's header suggests;
+	 * the target is filtered chunk by chunk as the applier decodes it */
+	filters[0] = DG_BCJ_NONE;
+	nf = dg_bcj_guess(tgt, m, filters + 1, MAX_VARIANTS - 1);
+	fs[0] = (uint8_t *)src;
+	ft[0] = (uint8_t *)tgt;
+	nv = 1;
+	for (v = 1; v <= nf; v++) {
+		fs[nv] = malloc(n ? n : 1);
+		ft[nv] = malloc(m ? m : 1);
+		check = malloc(m ? m : 1);
+		if (!fs[nv] || !ft[nv] || !check) {
+			err = DG_ERR_NOMEM;
+			goto fail;
+		}
+		memcpy(fs[nv], src, n);
+		memcpy(ft[nv], tgt, m);
+		memcpy(check, tgt, m);
+		dg_bcj_encode(filters[v], fs[nv], n);
+		for (c = 0; c < nchunks; c++) {
+			size_t off = c * chunk < m ? c * chunk : m;
+			size_t len = (c + 1) * chunk < m ? chunk : m - off;
+
+			dg_bcj_encode(filters[v], ft[nv] + off, len);
+			memcpy(check + off, ft[nv] + off, len);
+			dg_bcj_decode(filters[v], check + off, len);
+		}
+		/* a filter is used only where it is exactly invertible here */
+		if (memcmp(check, tgt, m) != 0) {
+			dg_log_warn("filter %s does not invert on this target; not used",
+				    dg_bcj_name(filters[v]));
+			free(fs[nv]);
+			free(ft[nv]);
+			fs[nv] = ft[nv] = NULL;
+		} else {
+			filters[nv] = filters[v];
+			nv++;
+		}
+		free(check);
+		check = NULL;
+	}
+	progress(opts, 0, 4);
+
+	/* phase 1: suffix arrays (one per variant), in parallel */
+	if (threads > 1 && nv > 1) {
+		pthread_t tids[MAX_VARIANTS];
+		struct idx_arg ta[MAX_VARIANTS];
+		int started[MAX_VARIANTS] = { 0 };
+
+		for (v = 0; v < nv; v++) {
+			ta[v] = (struct idx_arg){ fs[v], n, NULL, DG_OK };
+			started[v] = pthread_create(&tids[v], NULL, index_thread, &ta[v]) == 0;
+			if (!started[v])
+				index_thread(&ta[v]);
+		}
+		for (v = 0; v < nv; v++) {
+			if (started[v])
+				pthread_join(tids[v], NULL);
+			idx[v] = ta[v].idx;
+			if (ta[v].err && !err)
+				err = ta[v].err;
+		}
+	} else {
+		for (v = 0; v < nv && !err; v++)
+			err = dg_bsdiff_index_new(fs[v], n, &idx[v]);
+	}
+	if (err)
+		goto fail;
+	progress(opts, 1, 4);
+
+	nplans = nv + 2;
+	jobs = calloc(nv * nchunks + 2, sizeof(*jobs));
+	if (!jobs) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	for (v = 0; v < nv; v++) {
+		plans[v].items = calloc(nchunks, sizeof(struct item));
+		if (!plans[v].items) {
+			err = DG_ERR_NOMEM;
+			goto fail;
+		}
+		plans[v].n = nchunks;
+		snprintf(plans[v].method, sizeof(plans[v].method), "bsdiff+%s",
+			 dg_bcj_name(filters[v]));
+		for (c = 0; c < nchunks; c++) {
+			struct job *j = &jobs[njobs++];
+
+			plans[v].items[c].filter = (uint8_t)filters[v];
+			j->run = run_bsdiff;
+			j->plan = &plans[v];
+			j->item = c;
+			j->idx = idx[v];
+			j->s = fs[v];
+			j->sn = n;
+			j->t = ft[v];
+			j->off = c * chunk < m ? c * chunk : m;
+			j->len = (c + 1) * chunk < m ? chunk : m - j->off;
+		}
+	}
+	for (i = nv; i < nv + 2; i++) {
+		struct job *j = &jobs[njobs++];
+
+		plans[i].items = calloc(1, sizeof(struct item));
+		if (!plans[i].items) {
+			err = DG_ERR_NOMEM;
+			goto fail;
+		}
+		plans[i].n = 1;
+		j->plan = &plans[i];
+		j->s = fs[0];
+		j->sn = n;
+		j->t = ft[0];
+		j->len = m;
+		if (i == nv) {
+			j->run = run_zpatch;
+			snprintf(plans[i].method, sizeof(plans[i].method), "zstd-patch-from");
+		} else {
+			j->run = run_raw;
+			snprintf(plans[i].method, sizeof(plans[i].method), "raw");
+		}
+	}
+	if ((err = run_jobs(&g, jobs, njobs, threads)))
+		goto fail;
+	progress(opts, 3, 4);
+	for (i = 0; i < nplans; i++) {
+		/* the recipe is compressed too: its raw size is an upper bound */
+		plans[i].size = HDR_SIZE + plans[i].n * ITEM_SIZE;
+		for (c = 0; c < plans[i].n; c++)
+			plans[i].size += item_payload(&plans[i].items[c]);
+		if (best == SIZE_MAX || plans[i].size < plans[best].size)
+			best = i;
+	}
+	/* the raw plan's payload is the zstd-compressed target: the yardstick */
+	ctarget = item_payload(&plans[nplans - 1].items[0]);
+	if (stats) {
+		memset(stats, 0, sizeof(*stats));
+		stats->compressed_target = ctarget;
+	}
+	if ((err = serialize(src, n, tgt, m, &plans[best], &buf, &buflen)))
+		goto fail;
+	if (buflen > ctarget && !(opts && opts->allow_larger)) {
+		dg_log_err("delta (%zu bytes) would not be smaller than the compressed target (%llu bytes)",
+			   buflen, (unsigned long long)ctarget);
+		err = DG_ERR_DELTA_NOGAIN;
+		goto fail;
+	}
+	/* self-check: apply what we made */
+	memset(&ao, 0, sizeof(ao));
+	ao.mem_limit = SIZE_MAX;
+	err = dg_delta_apply_mem(src, n, buf, buflen, &ao, &check, &checklen);
+	if (err || checklen != m || (m && memcmp(check, tgt, m) != 0)) {
+		dg_log_err("self-check of the generated delta failed (%s)",
+			   err ? dg_strerror(err) : "output differs");
+		err = DG_ERR_DELTA_VERIFY;
+		goto fail;
+	}
+	progress(opts, 4, 4);
+	if (stats) {
+		stats->delta_size = buflen;
+		stats->items = (unsigned)plans[best].n;
+		snprintf(stats->method, sizeof(stats->method), "%s", plans[best].method);
+	}
+	*out = buf;
+	*out_len = buflen;
+	buf = NULL;
+fail:
+	free(buf);
+	free(check);
+	for (i = 0; i < nplans && i < MAX_VARIANTS + 2; i++)
+		plan_free(&plans[i]);
+	free(jobs);
+	for (v = 0; v < MAX_VARIANTS; v++) {
+		dg_bsdiff_index_free(idx[v]);
+		if (v > 0) {
+			free(fs[v]);
+			free(ft[v]);
+		}
+	}
+	pthread_mutex_destroy(&g.lock);
+	return err;
+}
+
+dg_err
+dg_delta_diff_file(const char *source_path, const char *target_path, const char *delta_path,
+		   const dg_delta_diff_opts *opts, dg_delta_diff_stats *stats)
+{
+	const uint8_t *src = NULL, *tgt = NULL;
+	size_t n = 0, m = 0, len = 0;
+	uint8_t *delta = NULL;
+	dg_err err;
+
+	if ((err = map_file(source_path, NULL, &src, &n))) {
+		dg_log_err("%s: %s", source_path, dg_strerror(err));
+		return err;
+	}
+	if ((err = map_file(target_path, NULL, &tgt, &m))) {
+		dg_log_err("%s: %s", target_path, dg_strerror(err));
+		goto fail;
+	}
+	if ((err = dg_delta_diff_mem(src, n, tgt, m, opts, &delta, &len, stats)))
+		goto fail;
+	if ((err = dg_util_write_atomic(delta_path, delta, len, 0644)))
+		dg_log_err("%s: %s", delta_path, dg_strerror(err));
+fail:
+	free(delta);
+	if (src)
+		munmap((void *)src, n);
+	if (tgt)
+		munmap((void *)tgt, m);
+	return err;
+}

@@ -1,0 +1,617 @@
+/* Unit tests: dg_delta (format, differ, applier), dg_bcj, dg_bsdiff */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include <cmocka.h>
+
+#include "dg_bcj.h"
+#include "dg_delta.h"
+#include "dg_util.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint32_t
+rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)(rng_state >> 11);
+}
+
+static uint8_t *
+random_bytes(size_t n)
+{
+	uint8_t *p = malloc(n ? n : 1);
+
+	assert_non_null(p);
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)rnd();
+	return p;
+}
+
+/* Text-like data: compressible, with repeats, like real files. */
+static uint8_t *
+texty_bytes(size_t n)
+{
+	static const char *words[] = { "alpha ", "beta ", "gamma ", "delta ", "update ",
+				       "firmware ", "gateway ", "\n", "0x1234 ", "image " };
+	uint8_t *p = malloc(n ? n : 1);
+	size_t i = 0;
+
+	assert_non_null(p);
+	while (i < n) {
+		const char *w = words[rnd() % 10];
+		for (size_t k = 0; w[k] && i < n; k++)
+			p[i++] = (uint8_t)w[k];
+	}
+	return p;
+}
+
+/* Diff (allowing larger deltas: tiny inputs), apply, compare. */
+static size_t
+roundtrip(const uint8_t *s, size_t n, const uint8_t *t, size_t m)
+{
+	dg_delta_diff_opts o = { 0 };
+	dg_delta_diff_stats st;
+	uint8_t *d = NULL, *out = NULL;
+	size_t dl = 0, ol = 0;
+
+	o.allow_larger = 1;
+	o.level = 3;
+	assert_int_equal(dg_delta_diff_mem(s, n, t, m, &o, &d, &dl, &st), DG_OK);
+	assert_int_equal(st.delta_size, dl);
+	assert_int_equal(dg_delta_apply_mem(s, n, d, dl, NULL, &out, &ol), DG_OK);
+	assert_int_equal(ol, m);
+	if (m)
+		assert_memory_equal(out, t, m);
+	free(d);
+	free(out);
+	return dl;
+}
+
+static void
+test_roundtrip_edge_sizes(void **state)
+{
+	uint8_t one = 'x', other = 'y';
+	uint8_t *big = texty_bytes(5000);
+
+	(void)state;
+	roundtrip(NULL, 0, NULL, 0);
+	roundtrip(NULL, 0, &one, 1);
+	roundtrip(&one, 1, NULL, 0);
+	roundtrip(&one, 1, &one, 1);
+	roundtrip(&one, 1, &other, 1);
+	roundtrip(big, 5000, &one, 1);
+	roundtrip(&one, 1, big, 5000);
+	roundtrip(big, 5000, big, 5000);
+	roundtrip(big, 5000, big, 100);   /* source larger */
+	roundtrip(big, 100, big, 5000);   /* target larger */
+	free(big);
+}
+
+static void
+test_roundtrip_edits(void **state)
+{
+	size_t n = 200000, m, i, dl;
+	uint8_t *s = texty_bytes(n), *t = malloc(n + 20000);
+
+	(void)state;
+	/* random byte edits */
+	memcpy(t, s, n);
+	for (i = 0; i < 300; i++)
+		t[rnd() % n] = (uint8_t)rnd();
+	dl = roundtrip(s, n, t, n);
+	assert_true(dl < 4000);
+	/* insertion of fresh bytes */
+	memcpy(t, s, 50000);
+	for (i = 0; i < 10000; i++)
+		t[50000 + i] = (uint8_t)rnd();
+	memcpy(t + 60000, s + 50000, n - 50000);
+	m = n + 10000;
+	dl = roundtrip(s, n, t, m);
+	assert_true(dl < 12000);
+	/* deletion */
+	memcpy(t, s, 70000);
+	memcpy(t + 70000, s + 90000, n - 90000);
+	roundtrip(s, n, t, n - 20000);
+	/* moved blocks: swap two halves */
+	memcpy(t, s + n / 2, n - n / 2);
+	memcpy(t + (n - n / 2), s, n / 2);
+	dl = roundtrip(s, n, t, n);
+	assert_true(dl < 2000);
+	free(s);
+	free(t);
+}
+
+static void
+test_roundtrip_random_unrelated(void **state)
+{
+	uint8_t *s = random_bytes(30000), *t = random_bytes(20000);
+
+	(void)state;
+	roundtrip(s, 30000, t, 20000);
+	free(s);
+	free(t);
+}
+
+/* A fake x86-64 ELF whose call targets all shift by the same amount. */
+static uint8_t *
+fake_elf(size_t n, size_t shift_at, size_t shift)
+{
+	uint8_t *p = calloc(1, n);
+	size_t i;
+
+	assert_non_null(p);
+	memcpy(p, "\177ELF\2\1\1", 7);
+	p[18] = 62; /* EM_X86_64 */
+	for (i = 64; i + 5 < n; i += 16) {
+		uint32_t target = 0x1000 + (uint32_t)((i * 7) % 4096) * 16;
+		int32_t rel;
+
+		if (i >= shift_at)
+			target += (uint32_t)shift;
+		rel = (int32_t)(target - (uint32_t)(i + 5));
+		p[i] = 0xE8;
+		memcpy(p + i + 1, &rel, 4);
+		p[i + 5] = (uint8_t)(i >> 4);
+		p[i + 6] = 0x48;
+		p[i + 7] = 0x89;
+	}
+	return p;
+}
+
+static void
+test_filters_roundtrip(void **state)
+{
+	size_t n = 65536;
+	uint8_t *a = random_bytes(n), *b = malloc(n);
+
+	(void)state;
+	for (int f = DG_BCJ_NONE; f < DG_BCJ_MAX_; f++) {
+		memcpy(b, a, n);
+		dg_bcj_encode((dg_bcj_filter)f, b, n);
+		if (f != DG_BCJ_NONE)
+			assert_memory_not_equal(a, b, n); /* random data has branch patterns */
+		dg_bcj_decode((dg_bcj_filter)f, b, n);
+		assert_memory_equal(a, b, n);
+		assert_string_not_equal(dg_bcj_name((dg_bcj_filter)f), "unknown");
+	}
+	free(a);
+	free(b);
+}
+
+static void
+test_filter_chosen_for_shifted_code(void **state)
+{
+	size_t n = 400000;
+	uint8_t *s = fake_elf(n, 0, 0), *t = fake_elf(n, 0, 0x40);
+	dg_delta_diff_opts o = { 0 };
+	dg_delta_diff_stats st;
+	dg_bcj_filter g[2];
+	uint8_t *d = NULL, *out = NULL;
+	size_t dl, ol;
+
+	(void)state;
+	/* same code, all call targets moved by 0x40: the x86 filter makes the
+	 * operands equal again, so it must be the chosen method */
+	memmove(t + 1000, t + 1000 + 0, n - 1000);
+	assert_int_equal(dg_bcj_guess(t, n, g, 2), 1);
+	assert_int_equal(g[0], DG_BCJ_X86);
+	o.level = 3;
+	assert_int_equal(dg_delta_diff_mem(s, n, t, n, &o, &d, &dl, &st), DG_OK);
+	assert_string_equal(st.method, "bsdiff+x86");
+	assert_int_equal(dg_delta_apply_mem(s, n, d, dl, NULL, &out, &ol), DG_OK);
+	assert_int_equal(ol, n);
+	assert_memory_equal(out, t, n);
+	free(d);
+	free(out);
+	free(s);
+	free(t);
+}
+
+static void
+test_threads_chunks(void **state)
+{
+	size_t n = 9u << 20, i;
+	uint8_t *s = texty_bytes(n), *t = malloc(n), *d = NULL, *out = NULL;
+	dg_delta_diff_opts o = { 0 };
+	dg_delta_diff_stats st;
+	size_t dl, ol;
+
+	(void)state;
+	memcpy(t, s, n);
+	for (i = 0; i < 1000; i++)
+		t[rnd() % n] ^= 0x5A;
+	o.threads = 2;
+	o.level = 3;
+	assert_int_equal(dg_delta_diff_mem(s, n, t, n, &o, &d, &dl, &st), DG_OK);
+	assert_int_equal(dg_delta_apply_mem(s, n, d, dl, NULL, &out, &ol), DG_OK);
+	assert_int_equal(ol, n);
+	assert_memory_equal(out, t, n);
+	free(d);
+	free(out);
+	free(s);
+	free(t);
+}
+
+/* ---- error paths ---- */
+struct fixture {
+	uint8_t *s, *t, *d;
+	size_t n, m, dl;
+};
+
+static int
+setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	dg_delta_diff_opts o = { 0 };
+
+	f->n = f->m = 100000;
+	f->s = texty_bytes(f->n);
+	f->t = malloc(f->m);
+	memcpy(f->t, f->s, f->m);
+	for (int i = 0; i < 50; i++)
+		f->t[rnd() % f->m] = (uint8_t)rnd();
+	o.level = 3;
+	if (dg_delta_diff_mem(f->s, f->n, f->t, f->m, &o, &f->d, &f->dl, NULL) != DG_OK)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	free(f->s);
+	free(f->t);
+	free(f->d);
+	free(f);
+	return 0;
+}
+
+static dg_err
+try_apply(const struct fixture *f, const uint8_t *d, size_t dl, const dg_delta_apply_opts *o)
+{
+	uint8_t *out = NULL;
+	size_t ol = 0;
+	dg_err err = dg_delta_apply_mem(f->s, f->n, d, dl, o, &out, &ol);
+
+	if (err)
+		assert_null(out);
+	free(out);
+	return err;
+}
+
+static void
+fix_crc(uint8_t *d)
+{
+	uint32_t c = (uint32_t)crc32(0, d, 108);
+
+	d[108] = (uint8_t)c;
+	d[109] = (uint8_t)(c >> 8);
+	d[110] = (uint8_t)(c >> 16);
+	d[111] = (uint8_t)(c >> 24);
+}
+
+static void
+test_err_format_version_crc(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t *d = malloc(f->dl);
+
+	assert_int_equal(try_apply(f, f->d, f->dl, NULL), DG_OK);
+	memcpy(d, f->d, f->dl);
+	d[0] = 'X';
+	assert_int_equal(try_apply(f, d, f->dl, NULL), DG_ERR_DELTA_FORMAT);
+	assert_int_equal(try_apply(f, d, 3, NULL), DG_ERR_DELTA_FORMAT);
+	memcpy(d, f->d, f->dl);
+	d[8] = 2; /* version 2 */
+	fix_crc(d);
+	assert_int_equal(try_apply(f, d, f->dl, NULL), DG_ERR_DELTA_VERSION);
+	memcpy(d, f->d, f->dl);
+	d[12] = 1; /* unknown header flag */
+	fix_crc(d);
+	assert_int_equal(try_apply(f, d, f->dl, NULL), DG_ERR_DELTA_VERSION);
+	memcpy(d, f->d, f->dl);
+	d[20] ^= 1; /* header damaged, CRC not fixed */
+	assert_int_equal(try_apply(f, d, f->dl, NULL), DG_ERR_DELTA_CORRUPT);
+	free(d);
+}
+
+static void
+test_err_truncated_and_trailing(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t *d = malloc(f->dl + 1);
+
+	assert_int_equal(try_apply(f, f->d, 50, NULL), DG_ERR_DELTA_TRUNCATED);
+	assert_int_equal(try_apply(f, f->d, 112, NULL), DG_ERR_DELTA_TRUNCATED);
+	assert_int_equal(try_apply(f, f->d, f->dl - 1, NULL), DG_ERR_DELTA_TRUNCATED);
+	memcpy(d, f->d, f->dl);
+	d[f->dl] = 0;
+	assert_int_equal(try_apply(f, d, f->dl + 1, NULL), DG_ERR_DELTA_CORRUPT);
+	free(d);
+}
+
+/* Rewrite the (zstd-compressed) recipe of the fixture's delta through fn. */
+static uint8_t *
+edit_recipe(const struct fixture *f, void (*fn)(uint8_t *rec), size_t *outlen)
+{
+	uint32_t clen = (uint32_t)f->d[96] | (uint32_t)f->d[97] << 8 | (uint32_t)f->d[98] << 16;
+	uint32_t rlen = (uint32_t)f->d[100] | (uint32_t)f->d[101] << 8;
+	uint8_t rec[4096], comp[4096], *d;
+	size_t nc;
+
+	assert_true(rlen <= sizeof(rec));
+	assert_int_equal(ZSTD_decompress(rec, rlen, f->d + 112, clen), rlen);
+	fn(rec);
+	nc = ZSTD_compress(comp, sizeof(comp), rec, rlen, 3);
+	assert_false(ZSTD_isError(nc));
+	*outlen = f->dl - clen + nc;
+	d = malloc(*outlen);
+	memcpy(d, f->d, 112);
+	d[96] = (uint8_t)nc;
+	d[97] = (uint8_t)(nc >> 8);
+	d[98] = (uint8_t)(nc >> 16);
+	d[99] = 0;
+	fix_crc(d);
+	memcpy(d + 112, comp, nc);
+	memcpy(d + 112 + nc, f->d + 112 + clen, f->dl - 112 - clen);
+	return d;
+}
+
+static void set_kind_unknown(uint8_t *rec) { rec[0] = 99; }
+static void set_filter_unknown(uint8_t *rec) { rec[1] = 42; }
+static void set_codec_unknown(uint8_t *rec) { rec[28] = 9; }
+static void set_outlen_wrong(uint8_t *rec) { rec[4] ^= 1; }
+static void set_srclen_huge(uint8_t *rec) { rec[27] = 0x7f; }
+
+static void
+test_err_recipe(void **state)
+{
+	struct fixture *f = *state;
+	size_t dl;
+	uint8_t *d;
+
+	d = edit_recipe(f, set_kind_unknown, &dl);
+	assert_int_equal(try_apply(f, d, dl, NULL), DG_ERR_DELTA_RECIPE);
+	free(d);
+	d = edit_recipe(f, set_filter_unknown, &dl);
+	assert_int_equal(try_apply(f, d, dl, NULL), DG_ERR_DELTA_RECIPE);
+	free(d);
+	d = edit_recipe(f, set_codec_unknown, &dl);
+	assert_int_equal(try_apply(f, d, dl, NULL), DG_ERR_DELTA_RECIPE);
+	free(d);
+	d = edit_recipe(f, set_outlen_wrong, &dl);
+	assert_int_equal(try_apply(f, d, dl, NULL), DG_ERR_DELTA_CORRUPT);
+	free(d);
+	d = edit_recipe(f, set_srclen_huge, &dl);
+	assert_int_equal(try_apply(f, d, dl, NULL), DG_ERR_DELTA_CORRUPT);
+	free(d);
+}
+
+static void
+test_err_source_target(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t *d = malloc(f->dl), *out = NULL;
+	size_t ol;
+
+	/* wrong source: same size, other bytes */
+	f->s[10] ^= 1;
+	assert_int_equal(try_apply(f, f->d, f->dl, NULL), DG_ERR_DELTA_SOURCE);
+	f->s[10] ^= 1;
+	/* wrong source size */
+	assert_int_equal(dg_delta_apply_mem(f->s, f->n - 1, f->d, f->dl, NULL, &out, &ol),
+			 DG_ERR_DELTA_SOURCE);
+	/* the header's target hash disagrees with what the recipe builds */
+	memcpy(d, f->d, f->dl);
+	d[64] ^= 0xFF;
+	fix_crc(d);
+	assert_int_equal(try_apply(f, d, f->dl, NULL), DG_ERR_DELTA_TARGET);
+	free(d);
+}
+
+static void
+test_err_payload_damage(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t *d = malloc(f->dl);
+	size_t i, ok = 0;
+	dg_err err;
+
+	/* every single-byte flip in the payload is caught, by the stream
+	 * decoder or the target hash: never a success, never a crash */
+	for (i = f->dl - 1; i > f->dl - 200 && i > 160; i--) {
+		memcpy(d, f->d, f->dl);
+		d[i] ^= 0x21;
+		err = try_apply(f, d, f->dl, NULL);
+		assert_true(err == DG_ERR_DELTA_CORRUPT || err == DG_ERR_DELTA_TRUNCATED ||
+			    err == DG_ERR_DELTA_TARGET);
+		ok++;
+	}
+	assert_true(ok > 0);
+	free(d);
+}
+
+static void
+test_err_memlimit_cancel_toobig(void **state)
+{
+	struct fixture *f = *state;
+	dg_delta_apply_opts o;
+	atomic_int cancel = 1;
+	size_t n = 3u << 20;
+	uint8_t *s = texty_bytes(n), *t = malloc(n), *d = NULL, *out = NULL;
+	dg_delta_diff_opts dopt = { 0 };
+	size_t dl, ol;
+
+	memset(&o, 0, sizeof(o));
+	o.cancel = &cancel;
+	assert_int_equal(try_apply(f, f->d, f->dl, &o), DG_ERR_CANCELED);
+	memset(&o, 0, sizeof(o));
+	o.max_target_size = f->m - 1;
+	assert_int_equal(try_apply(f, f->d, f->dl, &o), DG_ERR_TOOBIG);
+	/* a large diff stream needs a 1 MiB zstd window: 64 KiB is too little */
+	for (size_t i = 0; i < n; i++)
+		t[i] = (uint8_t)(s[i] + (i % 3 == 0));
+	dopt.level = 3;
+	dopt.allow_larger = 1;
+	assert_int_equal(dg_delta_diff_mem(s, n, t, n, &dopt, &d, &dl, NULL), DG_OK);
+	memset(&o, 0, sizeof(o));
+	o.mem_limit = 64 * 1024;
+	assert_int_equal(dg_delta_apply_mem(s, n, d, dl, &o, &out, &ol), DG_ERR_DELTA_MEMLIMIT);
+	o.mem_limit = 0;
+	assert_int_equal(dg_delta_apply_mem(s, n, d, dl, &o, &out, &ol), DG_OK);
+	free(out);
+	free(d);
+	free(s);
+	free(t);
+}
+
+static void
+test_err_nogain(void **state)
+{
+	uint8_t *s = random_bytes(10000), *t = random_bytes(10000), *d = NULL;
+	size_t dl = 0;
+
+	(void)state;
+	assert_int_equal(dg_delta_diff_mem(s, 10000, t, 10000, NULL, &d, &dl, NULL),
+			 DG_ERR_DELTA_NOGAIN);
+	assert_null(d);
+	free(s);
+	free(t);
+}
+
+static void
+test_result_codes(void **state)
+{
+	(void)state;
+	assert_int_equal(dg_delta_result_code(DG_OK), 0);
+	assert_int_equal(dg_delta_result_code(DG_ERR_DELTA_SOURCE), 0x90A000CDu);
+	assert_int_equal(dg_delta_result_code(DG_ERR_DELTA_TARGET) & 0xFFF00000u, 0x90A00000u);
+	assert_string_equal(dg_strerror(DG_ERR_DELTA_CORRUPT), "corrupt delta");
+}
+
+static int
+count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' || strlen(e->d_name) > 2)
+			n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+static void
+count_progress(void *arg, uint64_t done, uint64_t total)
+{
+	assert_true(done <= total);
+	(*(int *)arg)++;
+}
+
+static void
+test_files(void **state)
+{
+	struct fixture *f = *state;
+	char dir[] = "/tmp/dgdeltaXXXXXX", p[4][256];
+	dg_delta_info *info;
+	dg_delta_item_info it;
+	uint8_t *d2;
+	char *got;
+	size_t gl;
+	int progress_calls = 0;
+	dg_delta_apply_opts o;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(p[0], 256, "%s/src", dir);
+	snprintf(p[1], 256, "%s/tgt", dir);
+	snprintf(p[2], 256, "%s/delta", dir);
+	snprintf(p[3], 256, "%s/out", dir);
+	assert_int_equal(dg_util_write_atomic(p[0], f->s, f->n, 0644), DG_OK);
+	assert_int_equal(dg_util_write_atomic(p[1], f->t, f->m, 0644), DG_OK);
+	assert_int_equal(dg_delta_diff_file(p[0], p[1], p[2], NULL, NULL), DG_OK);
+	assert_int_equal(dg_delta_inspect_file(p[2], &info), DG_OK);
+	assert_int_equal(dg_delta_info_version(info), 1);
+	assert_int_equal(dg_delta_info_source_size(info), f->n);
+	assert_int_equal(dg_delta_info_target_size(info), f->m);
+	assert_true(dg_delta_info_items(info) >= 1);
+	dg_delta_info_item(info, 0, &it);
+	assert_true(it.out_len > 0);
+	dg_delta_info_free(info);
+	dg_delta_info_free(NULL);
+
+	memset(&o, 0, sizeof(o));
+	o.progress = count_progress;
+	o.progress_arg = &progress_calls;
+	assert_int_equal(dg_delta_apply_file(p[0], p[2], p[3], &o), DG_OK);
+	assert_true(progress_calls >= 2);
+	assert_int_equal(dg_util_read_file(p[3], 1u << 30, &got, &gl), DG_OK);
+	assert_int_equal(gl, f->m);
+	assert_memory_equal(got, f->t, gl);
+	free(got);
+	unlink(p[3]);
+
+	/* a corrupt delta leaves no target and no temporary file behind */
+	assert_int_equal(dg_util_read_file(p[2], 1u << 30, (char **)&d2, &gl), DG_OK);
+	d2[gl - 3] ^= 0x40;
+	assert_int_equal(dg_util_write_atomic(p[2], d2, gl, 0644), DG_OK);
+	free(d2);
+	assert_true(dg_delta_apply_file(p[0], p[2], p[3], NULL) != DG_OK);
+	assert_int_equal(access(p[3], F_OK), -1);
+	assert_int_equal(count_entries(dir), 3);
+	/* wrong source */
+	assert_int_equal(dg_delta_apply_file(p[1], p[2], p[3], NULL), DG_ERR_DELTA_SOURCE);
+	assert_int_equal(count_entries(dir), 3);
+	/* missing files */
+	snprintf(p[3], 256, "%s/none", dir);
+	assert_int_equal(dg_delta_apply_file(p[3], p[2], p[1], NULL), DG_ERR_NOENT);
+	assert_int_equal(dg_delta_inspect_file(p[3], &info), DG_ERR_NOENT);
+	for (int i = 0; i < 3; i++)
+		unlink(p[i]);
+	rmdir(dir);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_roundtrip_edge_sizes),
+		cmocka_unit_test(test_roundtrip_edits),
+		cmocka_unit_test(test_roundtrip_random_unrelated),
+		cmocka_unit_test(test_filters_roundtrip),
+		cmocka_unit_test(test_filter_chosen_for_shifted_code),
+		cmocka_unit_test(test_threads_chunks),
+		cmocka_unit_test_setup_teardown(test_err_format_version_crc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_err_truncated_and_trailing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_err_recipe, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_err_source_target, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_err_payload_damage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_err_memlimit_cancel_toobig, setup, teardown),
+		cmocka_unit_test(test_err_nogain),
+		cmocka_unit_test(test_result_codes),
+		cmocka_unit_test_setup_teardown(test_files, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
