@@ -29,7 +29,7 @@
 
 /* zlib deflate parameters (deflateInit2 with -window_bits, raw deflate). */
 typedef struct dg_gzip_params {
-	uint8_t level;       /* 0-9 */
+	uint8_t level;       /* 1-9 (0, stored, depends on buffer sizes) */
 	uint8_t mem_level;   /* 1-9 */
 	uint8_t strategy;    /* DG_GZIP_DEFAULT .. DG_GZIP_RLE */
 	uint8_t window_bits; /* 9-15 */

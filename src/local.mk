@@ -20,6 +20,10 @@ src_libdgcore_la_SOURCES = \
 # --- upstream: MQTT bridge and the shadow document model (issue 2)
 
 # --- delta engine (issue 6)
+# .swu (cpio newc/crc), reproducible gzip, import manifest
+src_libdgcore_la_SOURCES += \
+	src/dg_swu.c src/dg_swu.h \
+	src/dg_gzip.c src/dg_gzip.h
 
 # --- command-line tools: deltagate (one binary, subcommands in cli_*.c)
 bin_PROGRAMS += src/deltagate

@@ -26,6 +26,12 @@ UNIT_TESTS = \
 # --- cache unit tests (issue 3)
 
 # --- delta unit tests (issue 6)
+# .swu, gzip, manifest
+UNIT_TESTS += tests/unit/test_swu tests/unit/test_gzip
+tests_unit_test_swu_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_swu_LDADD = $(UNITLDADD)
+tests_unit_test_gzip_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_gzip_LDADD = $(UNITLDADD)
 
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
