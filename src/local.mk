@@ -29,6 +29,9 @@ src_libdgcore_la_SOURCES += \
 	src/dg_delta.c src/dg_delta.h \
 	src/dg_bsdiff.c src/dg_bsdiff.h \
 	src/dg_bcj.c src/dg_bcj.h
+# .swu (cpio newc/crc), reproducible gzip, import manifest
+	src/dg_swu.c src/dg_swu.h \
+	src/dg_gzip.c src/dg_gzip.h
 
 # --- command-line tools: deltagate (one binary, subcommands in cli_*.c)
 bin_PROGRAMS += src/deltagate

@@ -30,6 +30,12 @@ UNIT_TESTS += tests/unit/test_cache tests/unit/test_cache_crash
 UNIT_TESTS += tests/unit/test_delta
 tests_unit_test_delta_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_delta_LDADD = $(UNITLDADD)
+# .swu, gzip, manifest
+UNIT_TESTS += tests/unit/test_swu tests/unit/test_gzip
+tests_unit_test_swu_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_swu_LDADD = $(UNITLDADD)
+tests_unit_test_gzip_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_gzip_LDADD = $(UNITLDADD)
 
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
