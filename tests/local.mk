@@ -23,6 +23,9 @@ UNIT_TESTS = \
 	tests/unit/test_json \
 	tests/unit/test_store
 
+# --- upstream unit tests (issue 2)
+UNIT_TESTS += tests/unit/test_shadow
+
 # --- cache unit tests (issue 3)
 
 # --- delta unit tests (issue 6)
@@ -39,6 +42,8 @@ tests_unit_test_json_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_json_LDADD = $(UNITLDADD)
 tests_unit_test_store_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_store_LDADD = $(UNITLDADD)
+tests_unit_test_shadow_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_shadow_LDADD = $(UNITLDADD)
 endif
 
 # --- integration tests: start real daemons and peers on loopback
