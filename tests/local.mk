@@ -72,6 +72,15 @@ FUZZCFLAGS = $(src_libdgcore_la_CFLAGS)
 FUZZLDADD = src/libdgcore.la
 
 # --- fuzz: shadow (issue 2)
+FUZZ_REPLAYS += tests/fuzz/shadow_replay
+tests_fuzz_shadow_replay_SOURCES = tests/fuzz/shadow_fuzz.c tests/fuzz/replay.c
+tests_fuzz_shadow_replay_CFLAGS = $(FUZZCFLAGS) -DFUZZ_NAME='"shadow"'
+tests_fuzz_shadow_replay_LDADD = $(FUZZLDADD)
+FUZZ_ENGINES += tests/fuzz/shadow_fuzz
+tests_fuzz_shadow_fuzz_SOURCES = tests/fuzz/shadow_fuzz.c
+tests_fuzz_shadow_fuzz_CFLAGS = $(FUZZCFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_shadow_fuzz_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_shadow_fuzz_LDADD = $(FUZZLDADD)
 
 # --- fuzz: cache (issue 3)
 
