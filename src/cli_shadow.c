@@ -204,9 +204,12 @@ make_request(struct client *c, const char *json)
 	}
 	if (!json_object_get(v, "clientToken"))
 		json_object_set_new(v, "clientToken", json_string(c->token));
-	else if (json_is_string(json_object_get(v, "clientToken")))
+	else if (json_is_string(json_object_get(v, "clientToken")) &&
+	    json_string_length(json_object_get(v, "clientToken")) < sizeof(c->token))
 		snprintf(c->token, sizeof(c->token), "%s", json_string_value(json_object_get(v, "clientToken")));
 	else
+		/* not a string, or too long to be a valid token: the service
+		 * rejects it without echoing it, so match any answer */
 		c->token[0] = '\0';
 	c->request = dg_json_dumps(v);
 	json_decref(v);

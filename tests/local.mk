@@ -23,6 +23,9 @@ UNIT_TESTS = \
 	tests/unit/test_json \
 	tests/unit/test_store
 
+# --- upstream unit tests (issue 2)
+UNIT_TESTS += tests/unit/test_shadow
+
 # --- cache unit tests (issue 3)
 UNIT_TESTS += tests/unit/test_cache tests/unit/test_cache_crash
 
@@ -53,6 +56,8 @@ tests_unit_test_cache_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_cache_LDADD = cache/libdgcache.la $(UNITLDADD)
 tests_unit_test_cache_crash_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_cache_crash_LDADD = cache/libdgcache.la $(UNITLDADD)
+tests_unit_test_shadow_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_shadow_LDADD = $(UNITLDADD)
 endif
 
 # --- integration tests: start real daemons and peers on loopback
@@ -85,6 +90,15 @@ FUZZCFLAGS = $(src_libdgcore_la_CFLAGS)
 FUZZLDADD = src/libdgcore.la
 
 # --- fuzz: shadow (issue 2)
+FUZZ_REPLAYS += tests/fuzz/shadow_replay
+tests_fuzz_shadow_replay_SOURCES = tests/fuzz/shadow_fuzz.c tests/fuzz/replay.c
+tests_fuzz_shadow_replay_CFLAGS = $(FUZZCFLAGS) -DFUZZ_NAME='"shadow"'
+tests_fuzz_shadow_replay_LDADD = $(FUZZLDADD)
+FUZZ_ENGINES += tests/fuzz/shadow_fuzz
+tests_fuzz_shadow_fuzz_SOURCES = tests/fuzz/shadow_fuzz.c
+tests_fuzz_shadow_fuzz_CFLAGS = $(FUZZCFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_shadow_fuzz_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_shadow_fuzz_LDADD = $(FUZZLDADD)
 
 # --- fuzz: cache (issue 3)
 
