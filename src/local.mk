@@ -30,6 +30,7 @@ src_libdgcore_la_SOURCES += \
 	src/dg_bsdiff.c src/dg_bsdiff.h \
 	src/dg_bcj.c src/dg_bcj.h
 # .swu (cpio newc/crc), reproducible gzip, import manifest
+src_libdgcore_la_SOURCES += \
 	src/dg_swu.c src/dg_swu.h \
 	src/dg_gzip.c src/dg_gzip.h
 
