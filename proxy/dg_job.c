@@ -70,6 +70,8 @@ struct artifact {
 	uint32_t fail_ext;       /* A_FAILED: why */
 	int via_delta;
 	dg_fetch *fetch;
+	int timed_out;           /* the stage timer canceled the fetch */
+	int freeing;             /* art_free is canceling: ignore callbacks */
 	dg_cache_writer *writer;
 	unsigned char writing_sha[32];
 	uint64_t writing_size;
@@ -304,8 +306,9 @@ art_free(struct artifact *a)
 			break;
 		}
 	}
+	a->freeing = 1;
 	if (a->fetch)
-		dg_fetch_cancel(a->fetch);
+		dg_fetch_cancel(a->fetch); /* calls on_fetched, which sees freeing */
 	dg_cache_writer_abort(a->writer);
 	if (a->thread_running) {
 		atomic_store(&a->cancel, 1);
@@ -393,15 +396,15 @@ full_fallback(struct artifact *a, uint32_t why)
 
 /* --- fetch into the cache through a resumable writer */
 
-static int
+static dg_err
 sink_write(void *arg, const void *buf, size_t len)
 {
 	struct artifact *a = arg;
 
-	return dg_cache_writer_write(a->writer, buf, len) == DG_OK ? 0 : -1;
+	return a->writer ? dg_cache_writer_write(a->writer, buf, len) : DG_ERR_INTERNAL;
 }
 
-static void
+static dg_err
 sink_restart(void *arg)
 {
 	struct artifact *a = arg;
@@ -412,6 +415,24 @@ sink_restart(void *arg)
 	dg_cache_partial_remove(a->j->cache, a->writing_sha);
 	a->writer = dg_cache_writer_resume(a->j->cache, a->j->provider, a->writing_sha,
 	    a->writing_size, NULL, &err);
+	return a->writer ? DG_OK : err;
+}
+
+/* The transfer is over: on success the cache verifies size and SHA-256 and
+ * commits; otherwise the partial stays for a later resume. */
+static dg_err
+sink_finish(void *arg, dg_err outcome)
+{
+	struct artifact *a = arg;
+	dg_cache_writer *w = a->writer;
+
+	a->writer = NULL;
+	if (!w)
+		return outcome == DG_OK ? DG_ERR_INTERNAL : DG_OK;
+	if (outcome == DG_OK)
+		return dg_cache_writer_commit(w, NULL);
+	dg_cache_writer_abort(w);
+	return DG_OK;
 }
 
 static uint64_t
@@ -425,70 +446,77 @@ sink_offset(void *arg)
 static void rebuild_start(struct artifact *a);
 
 static void
-on_fetched(void *arg, dg_err result, const dg_fetch_stats *st)
+fetched(struct artifact *a, dg_err result)
 {
-	struct artifact *a = arg;
-	dg_cache_writer *w = a->writer;
-	dg_err err;
-
-	a->fetch = NULL;
-	a->writer = NULL;
 	evtimer_del(a->stage_timer);
-	if (result == DG_OK && w) {
-		err = dg_cache_writer_commit(w, NULL);
-		w = NULL;
-		if (err != DG_OK)
-			result = err;
-	} else {
-		/* keep the partial: a later attempt resumes it */
-		dg_cache_writer_abort(w);
-	}
 	if (a->state == A_DELTA_FETCH) {
 		if (result != DG_OK)
-			full_fallback(a, DG_EXT_DELTA_FETCH(result));
+			full_fallback(a, a->timed_out ? DG_EXT_JOB_TIMEOUT : DG_EXT_DELTA_FETCH(result));
 		else
 			rebuild_start(a);
 		return;
 	}
 	if (result != DG_OK) {
 		dg_log_err("image %s: download failed: %s", a->hex, dg_strerror(result));
-		art_fail(a, DG_EXT_DOWNLOAD(result));
+		art_fail(a, a->timed_out ? DG_EXT_JOB_TIMEOUT : DG_EXT_DOWNLOAD(result));
 		return;
 	}
 	art_ready(a, 0);
 }
 
 static void
+on_fetched(dg_fetch *fetch, dg_err result, const dg_fetch_stats *st, void *arg)
+{
+	struct artifact *a = arg;
+
+	a->fetch = NULL;
+	if (a->freeing)
+		return;
+	/* a cache refusal (wrong hash or size, full) is the real reason */
+	if (result == DG_ERR_FETCH_SINK && st && st->sink_err != DG_OK)
+		result = st->sink_err;
+	if (st)
+		dg_log_info("image %s: %s after %u request(s), %" PRIu64 " bytes received (from byte %" PRIu64 ")",
+		    a->state == A_DELTA_FETCH ? "delta" : a->hex, result == DG_OK ? "downloaded" : dg_strerror(result),
+		    st->attempts, st->bytes_received, st->resumed_from);
+	fetched(a, result);
+}
+
+static void
 fetch_into_cache(struct artifact *a, const char *url, const unsigned char sha[32], uint64_t size)
 {
 	dg_fetch_req req = { 0 };
-	dg_fetch_sink sink = { sink_write, sink_restart, sink_offset, a };
+	dg_fetch_sink sink = { sink_write, sink_restart, sink_offset, sink_finish, a };
 	char hex[65];
 	uint64_t have = 0;
 	dg_err err;
 
+	a->timed_out = 0;
 	memcpy(a->writing_sha, sha, 32);
 	a->writing_size = size;
-	if (dg_cache_lookup_any(a->j->cache, sha, NULL) == DG_OK) {
+	if (dg_cache_lookup(a->j->cache, a->j->provider, sha, NULL) == DG_OK) {
 		/* complete already (e.g. before a crash): not fetched again */
-		on_fetched(a, DG_OK, NULL);
+		fetched(a, DG_OK);
 		return;
 	}
 	a->writer = dg_cache_writer_resume(a->j->cache, a->j->provider, sha, size, &have, &err);
 	if (!a->writer) {
-		on_fetched(a, err, NULL);
+		fetched(a, err);
 		return;
 	}
 	dg_util_hex_encode(sha, 32, hex);
 	req.url = url;
 	req.expected_size = size;
+	req.sha256 = hex;
 	req.key = hex;
 	if (have)
 		dg_log_info("%s: resuming download at byte %" PRIu64, hex, have);
 	err = dg_fetch_start(a->j->fetcher, &req, &sink, on_fetched, a, &a->fetch);
 	if (err != DG_OK) {
 		a->fetch = NULL;
-		on_fetched(a, err, NULL);
+		dg_cache_writer_abort(a->writer);
+		a->writer = NULL;
+		fetched(a, err);
 		return;
 	}
 	evtimer_add(a->stage_timer, &(struct timeval){ a->j->o.stage_timeout_s, 0 });
@@ -587,19 +615,10 @@ on_stage_timeout(evutil_socket_t fd, short what, void *arg)
 		atomic_store(&a->cancel, 1); /* on_rebuilt falls back */
 		return;
 	}
-	if (a->fetch) {
+	/* the cancel reports through on_fetched, which falls back or fails */
+	a->timed_out = 1;
+	if (a->fetch)
 		dg_fetch_cancel(a->fetch);
-		a->fetch = NULL;
-	}
-	if (a->state == A_DELTA_FETCH) {
-		dg_cache_writer_abort(a->writer);
-		a->writer = NULL;
-		full_fallback(a, DG_EXT_JOB_TIMEOUT);
-	} else {
-		dg_cache_writer_abort(a->writer);
-		a->writer = NULL;
-		art_fail(a, DG_EXT_JOB_TIMEOUT);
-	}
 }
 
 static void
