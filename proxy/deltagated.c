@@ -392,20 +392,24 @@ main(int argc, char **argv)
 	migrations[2].sql = dg_jobs_migration_sql;
 	if (!(gw.store = dg_store_open(gw.cfg.db, migrations, 3, &err)))
 		goto out;
-	if (!(gw.cache = dg_cache_new(gw.cfg.cache_root, gw.cfg.cache_quota, 0, &err))) {
+	if (!(gw.cache = dg_cache_new(gw.cfg.cache_root, gw.cfg.cache_quota, 0, NULL, &err))) {
 		dg_log_err("%s: cannot open the image cache: %s", gw.cfg.cache_root, dg_strerror(err));
 		goto out;
 	}
+	/* pins of transfers and rebuilds of an earlier run are stale */
+	dg_cache_unpin_holder(gw.cache, "deliver", NULL);
+	dg_cache_unpin_holder(gw.cache, "rebuild", NULL);
 	for (i = 0; i < 3; i++) {
 		sigs[i] = evsignal_new(gw.base, signums[i], on_signal, &gw);
 		if (!sigs[i] || event_add(sigs[i], NULL) != 0)
 			goto out;
 	}
+	dg_fetch_opts_init(&fo);
 	fo.ca_file = gw.cfg.http_ca_file;
 	fo.proxy = gw.cfg.http_proxy;
-	fo.max_transfers = (int)gw.cfg.max_downloads;
-	fo.retries = (int)gw.cfg.download_retries;
-	fo.low_speed_time_s = (int)gw.cfg.stall_timeout;
+	fo.max_transfers = (unsigned)gw.cfg.max_downloads;
+	fo.retries = (unsigned)gw.cfg.download_retries;
+	fo.low_speed_time = (unsigned)gw.cfg.stall_timeout;
 	if (!(gw.fetcher = dg_fetcher_new(gw.base, &fo, &err)))
 		goto out;
 	snprintf(client_id, sizeof(client_id), "deltagated-%s", gw.cfg.gateway_id);

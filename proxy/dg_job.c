@@ -18,6 +18,17 @@
 #include "dg_log.h"
 #include "dg_util.h"
 
+/* Arm a timer for secs seconds. */
+static void
+arm_seconds(struct event *ev, int secs)
+{
+	struct timeval tv;
+
+	tv.tv_sec = secs;
+	tv.tv_usec = 0;
+	evtimer_add(ev, &tv);
+}
+
 const char dg_jobs_migration_sql[] =
 	"CREATE TABLE device ("
 	" id TEXT PRIMARY KEY,"
@@ -111,6 +122,7 @@ struct job {
 struct device {
 	struct device *next;
 	char *id;
+	char holder[DG_TOPIC_ID_MAX + 16]; /* "device:<id>;": no id is a prefix of another's */
 	dg_driver *driver;
 	char *address;
 	char image_hex[65];      /* what it runs, "" if unknown */
@@ -519,7 +531,7 @@ fetch_into_cache(struct artifact *a, const char *url, const unsigned char sha[32
 		fetched(a, err);
 		return;
 	}
-	evtimer_add(a->stage_timer, &(struct timeval){ a->j->o.stage_timeout_s, 0 });
+	arm_seconds(a->stage_timer, a->j->o.stage_timeout_s);
 }
 
 /* --- rebuild from a delta, on a worker thread */
@@ -603,7 +615,7 @@ rebuild_start(struct artifact *a)
 	}
 	a->thread_running = 1;
 	j->rebuilding++;
-	evtimer_add(a->stage_timer, &(struct timeval){ j->o.stage_timeout_s, 0 });
+	arm_seconds(a->stage_timer, j->o.stage_timeout_s);
 }
 
 static void
@@ -637,10 +649,9 @@ choose_delta(struct artifact *a, const json_t *related)
 	size_t i;
 	json_t *rf;
 
-	if (!json_is_array(related) || json_array_size(related) == 0) {
-		a->fallback_ext = DG_EXT_DELTA_NONE_USABLE;
+	/* no delta offered: a plain full-image update, not a fallback */
+	if (!json_is_array(related) || json_array_size(related) == 0)
 		return;
-	}
 	a->fallback_ext = DG_EXT_SOURCE_CACHE_MISS;
 	json_array_foreach(related, i, rf) {
 		unsigned char src[32], dsha[32];
@@ -767,9 +778,9 @@ job_finish(struct job *jb, int ok, uint32_t ext, const char *version)
 		/* the device now runs the target: it is the next delta's
 		 * source, pinned for as long as the device runs it */
 		if (dev->image_hex[0] && parse_sha(dev->image_hex, old) && memcmp(old, jb->target, 32) != 0)
-			dg_cache_unpin(j->cache, j->provider, old, dev->id);
+			dg_cache_unpin(j->cache, j->provider, old, dev->holder);
 		if (!dev->image_hex[0] || strcmp(dev->image_hex, jb->target_hex) != 0)
-			dg_cache_pin(j->cache, j->provider, jb->target, dev->id);
+			dg_cache_pin(j->cache, j->provider, jb->target, dev->holder);
 		memcpy(dev->image_hex, jb->target_hex, 65);
 		free(dev->version);
 		dev->version = strdup(version ? version : (jb->version ? jb->version : ""));
@@ -1044,6 +1055,7 @@ dg_jobs_add_device(dg_jobs *j, const char *id, dg_driver *driver, const char *ad
 			free(d);
 			return DG_ERR_NOMEM;
 		}
+		snprintf(d->holder, sizeof(d->holder), "device:%s;", id);
 		d->next = j->devices;
 		j->devices = d;
 	}
@@ -1077,9 +1089,9 @@ dg_jobs_add_device(dg_jobs *j, const char *id, dg_driver *driver, const char *ad
 		d->version = strdup(version);
 	}
 	/* the image a device runs is the source of its next delta: keep it */
-	dg_cache_unpin_holder(j->cache, d->id, NULL);
+	dg_cache_unpin_holder(j->cache, d->holder, NULL);
 	if (d->image_hex[0] && parse_sha(d->image_hex, sha))
-		dg_cache_pin(j->cache, j->provider, sha, d->id);
+		dg_cache_pin(j->cache, j->provider, sha, d->holder);
 	return DG_OK;
 }
 
