@@ -75,6 +75,13 @@ INTEGRATION_TESTS += tests/integration/30-cache-cli.sh
 # delta CLI (issue 6)
 INTEGRATION_TESTS += tests/integration/40-delta-cli.sh
 
+# --- integration: gateway (issue 4)
+INTEGRATION_TESTS += \
+	tests/integration/50-gateway-outcomes.sh \
+	tests/integration/52-gateway-broker-outage.sh \
+	tests/integration/53-gateway-kill9.sh
+EXTRA_DIST += tests/lib-gateway.sh
+
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)
 
