@@ -27,6 +27,11 @@ UNIT_TESTS = \
 
 # --- delta unit tests (issue 6)
 
+# --- fetch unit tests (issue 4)
+UNIT_TESTS += tests/unit/test_fetch
+tests_unit_test_fetch_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_fetch_LDADD = proxy/libdgproxy.la $(UNITLDADD)
+
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 tests_unit_test_err_CFLAGS = $(UNITCFLAGS)
@@ -51,6 +56,13 @@ INTEGRATION_TESTS = \
 	tests/integration/15-shadow-aws-root.sh
 # --- integration: cache (issue 3)
 # --- integration: delta (issue 6)
+# --- integration: fetch (issue 4)
+INTEGRATION_TESTS += tests/integration/20-fetch-https.sh
+EXTRA_DIST += tests/lib-nginx.sh
+check_PROGRAMS += tests/fetch_driver
+tests_fetch_driver_SOURCES = tests/fetch_driver.c
+tests_fetch_driver_CFLAGS = $(src_libdgcore_la_CFLAGS)
+tests_fetch_driver_LDADD = proxy/libdgproxy.la src/libdgcore.la
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)
