@@ -1,1 +1,21 @@
 # proxy/: the gateway daemon deltagated (issue 4)
+
+# --- fetch: HTTP(S) downloads on libcurl multi + libevent (issue 4)
+noinst_LTLIBRARIES += proxy/libdgproxy.la
+proxy_libdgproxy_la_CFLAGS = $(src_libdgcore_la_CFLAGS)
+proxy_libdgproxy_la_LIBADD = src/libdgcore.la
+proxy_libdgproxy_la_SOURCES = \
+	proxy/dg_fetch.c proxy/dg_fetch.h
+
+# --- the gateway's modules: outbox, mirror, jobs, drivers
+proxy_libdgproxy_la_SOURCES += \
+	proxy/dg_outbox.c proxy/dg_outbox.h \
+	proxy/dg_mirror.c proxy/dg_mirror.h \
+	proxy/dg_job.c proxy/dg_job.h \
+	proxy/dg_driver.h proxy/dg_driver_exec.c
+proxy_libdgproxy_la_LIBADD += cache/libdgcache.la
+
+sbin_PROGRAMS += proxy/deltagated
+proxy_deltagated_SOURCES = proxy/deltagated.c
+proxy_deltagated_CFLAGS = $(src_libdgcore_la_CFLAGS)
+proxy_deltagated_LDADD = proxy/libdgproxy.la cache/libdgcache.la src/libdgcore.la

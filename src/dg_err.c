@@ -85,6 +85,17 @@ static const struct {
 	{ DG_ERR_ZLIB, "zlib error" },
 	{ DG_ERR_MANIFEST, "invalid import manifest" },
 	/* fetch, jobs (issue 4) */
+	{ DG_ERR_FETCH_FORBIDDEN, "HTTP 403: URL forbidden or expired" },
+	{ DG_ERR_FETCH_NOT_FOUND, "HTTP 404/410: not found" },
+	{ DG_ERR_FETCH_HTTP, "HTTP client error" },
+	{ DG_ERR_FETCH_SERVER, "HTTP server error" },
+	{ DG_ERR_FETCH_NETWORK, "network error" },
+	{ DG_ERR_FETCH_STALLED, "transfer stalled" },
+	{ DG_ERR_FETCH_TOO_BIG, "download larger than expected" },
+	{ DG_ERR_FETCH_SHORT, "download shorter than expected" },
+	{ DG_ERR_FETCH_TLS, "TLS certificate verification failed" },
+	{ DG_ERR_FETCH_SINK, "download sink error" },
+	{ DG_ERR_FETCH_REDIRECTS, "too many HTTP redirects" },
 	/* drivers (issues 4, 5) */
 };
 

@@ -99,6 +99,19 @@ typedef enum dg_err {
 	DG_ERR_MANIFEST = 250,      /* import manifest invalid */
 
 	/* 260-299: fetch (HTTP) and jobs (issue 4) */
+	/* 260-279: fetch (dg_fetch outcomes; see docs/fetch.md) */
+	DG_ERR_FETCH_FORBIDDEN = 260, /* HTTP 403: expired or forbidden URL */
+	DG_ERR_FETCH_NOT_FOUND = 261, /* HTTP 404 or 410 */
+	DG_ERR_FETCH_HTTP = 262,      /* other HTTP status not retried (4xx) */
+	DG_ERR_FETCH_SERVER = 263,    /* HTTP 5xx, retries exhausted */
+	DG_ERR_FETCH_NETWORK = 264,   /* connect/DNS/reset, retries exhausted */
+	DG_ERR_FETCH_STALLED = 265,   /* below the low-speed limit, retries exhausted */
+	DG_ERR_FETCH_TOO_BIG = 266,   /* body longer than the expected size */
+	DG_ERR_FETCH_SHORT = 267,     /* body ended before the expected size */
+	DG_ERR_FETCH_TLS = 268,       /* TLS certificate verification failed */
+	DG_ERR_FETCH_SINK = 269,      /* the sink refused data (see stats) */
+	DG_ERR_FETCH_REDIRECTS = 270, /* too many redirects */
+	/* 280-299: jobs */
 
 	/* 300-349: downstream drivers: coap, serial, exec (issues 4, 5) */
 

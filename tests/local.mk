@@ -40,6 +40,11 @@ tests_unit_test_swu_LDADD = $(UNITLDADD)
 tests_unit_test_gzip_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_gzip_LDADD = $(UNITLDADD)
 
+# --- fetch unit tests (issue 4)
+UNIT_TESTS += tests/unit/test_fetch
+tests_unit_test_fetch_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_fetch_LDADD = proxy/libdgproxy.la $(UNITLDADD)
+
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 tests_unit_test_err_CFLAGS = $(UNITCFLAGS)
@@ -81,6 +86,13 @@ INTEGRATION_TESTS += \
 	tests/integration/52-gateway-broker-outage.sh \
 	tests/integration/53-gateway-kill9.sh
 EXTRA_DIST += tests/lib-gateway.sh
+# --- integration: fetch (issue 4)
+INTEGRATION_TESTS += tests/integration/20-fetch-https.sh
+EXTRA_DIST += tests/lib-nginx.sh
+check_PROGRAMS += tests/fetch_driver
+tests_fetch_driver_SOURCES = tests/fetch_driver.c
+tests_fetch_driver_CFLAGS = $(src_libdgcore_la_CFLAGS)
+tests_fetch_driver_LDADD = proxy/libdgproxy.la src/libdgcore.la
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)
