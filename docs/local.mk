@@ -1,4 +1,4 @@
 # docs/: protocol and format pages, man pages
-dist_doc_DATA += docs/benchmarks.md docs/protocol.md
+dist_doc_DATA += docs/benchmarks.md docs/protocol.md docs/gateway.md
 # cache (issue 3)
 dist_doc_DATA += docs/cache.md

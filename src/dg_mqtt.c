@@ -488,6 +488,12 @@ dg_mqtt_new(struct event_base *base, const dg_mqtt_opts *o,
 		*err = DG_ERR_INVAL;
 		return NULL;
 	}
+	if (o->password && !o->username) {
+		/* MQTT sends a password only with a user name */
+		dg_log_err("mqtt: a password needs a user name");
+		*err = DG_ERR_INVAL;
+		return NULL;
+	}
 	if (o->persist_dir && o->persist_dir[0] != '/') {
 		dg_log_err("mqtt: persistence directory must be an absolute path");
 		*err = DG_ERR_INVAL;

@@ -83,6 +83,7 @@ INTEGRATION_TESTS += tests/integration/40-delta-cli.sh
 # --- integration: gateway (issue 4)
 INTEGRATION_TESTS += \
 	tests/integration/50-gateway-outcomes.sh \
+	tests/integration/51-gateway-config.sh \
 	tests/integration/52-gateway-broker-outage.sh \
 	tests/integration/53-gateway-kill9.sh
 EXTRA_DIST += tests/lib-gateway.sh
