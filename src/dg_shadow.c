@@ -416,9 +416,10 @@ dg_shadow_result_clear(dg_shadow_result *res)
 static dg_err
 reject(dg_shadow_result *res, int code, const char *msg, const char *token)
 {
+	if (!(res->error = dg_shadow_error(code, msg, token)))
+		return DG_ERR_NOMEM;
 	res->code = code;
-	res->error = dg_shadow_error(code, msg, token);
-	return res->error ? DG_OK : DG_ERR_NOMEM;
+	return DG_OK;
 }
 
 /* Parse the plain-text acknowledgement into a request object.
