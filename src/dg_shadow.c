@@ -198,6 +198,42 @@ null_in_array(const json_t *v, int in_array)
 	return 0;
 }
 
+/* JSON equality with one number type (RFC 8259): 1 and 1.0 are the same
+ * value, 1 and "1" or true are not. */
+static int
+same(const json_t *a, const json_t *b)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+
+	if (json_is_integer(a) && json_is_integer(b))
+		return json_integer_value(a) == json_integer_value(b);
+	if (json_is_number(a) && json_is_number(b))
+		return json_number_value(a) == json_number_value(b);
+	if (json_is_object(a) && json_is_object(b)) {
+		if (json_object_size(a) != json_object_size(b))
+			return 0;
+		json_object_foreach((json_t *)a, k, v) {
+			json_t *w = json_object_get(b, k);
+
+			if (!w || !same(v, w))
+				return 0;
+		}
+		return 1;
+	}
+	if (json_is_array(a) && json_is_array(b)) {
+		if (json_array_size(a) != json_array_size(b))
+			return 0;
+		json_array_foreach(a, i, v) {
+			if (!same(v, json_array_get(b, i)))
+				return 0;
+		}
+		return 1;
+	}
+	return json_equal((json_t *)a, (json_t *)b);
+}
+
 /* Delta of the desired section des (metadata dmeta) against reported rep
  * (may be NULL) into out and outmeta. 0, or -1 on ENOMEM. */
 static int
@@ -232,7 +268,7 @@ delta_of(const json_t *des, const json_t *dmeta, const json_t *rep,
 				return -1;
 			continue;
 		}
-		if (rv && json_equal(dv, rv))
+		if (rv && same(dv, rv))
 			continue;
 		if (put(out, k, json_deep_copy(dv)) != 0 ||
 		    put(outmeta, k, mv ? json_deep_copy(mv) : json_object()) != 0)
@@ -416,9 +452,10 @@ dg_shadow_result_clear(dg_shadow_result *res)
 static dg_err
 reject(dg_shadow_result *res, int code, const char *msg, const char *token)
 {
+	if (!(res->error = dg_shadow_error(code, msg, token)))
+		return DG_ERR_NOMEM;
 	res->code = code;
-	res->error = dg_shadow_error(code, msg, token);
-	return res->error ? DG_OK : DG_ERR_NOMEM;
+	return DG_OK;
 }
 
 /* Parse the plain-text acknowledgement into a request object.

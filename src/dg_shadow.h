@@ -71,7 +71,7 @@ int dg_shadow_exists(const dg_shadow *sh);
  * metadata. NULL on ENOMEM. */
 json_t *dg_shadow_document(const dg_shadow *sh);
 /* The delta state: desired leaves missing from or different from
- * reported (types matter: 1, 1.0 and "1" all differ), nested paths kept,
+ * reported (JSON values: 1 equals 1.0 but not "1" or true), nested paths kept,
  * arrays whole; NULL when empty (or ENOMEM). */
 json_t *dg_shadow_delta_state(const dg_shadow *sh);
 
