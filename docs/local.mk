@@ -1,2 +1,4 @@
 # docs/: protocol and format pages, man pages
 dist_doc_DATA += docs/benchmarks.md docs/protocol.md
+# fetch (issue 4)
+dist_doc_DATA += docs/fetch.md

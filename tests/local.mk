@@ -28,7 +28,8 @@ UNIT_TESTS = \
 # --- delta unit tests (issue 6)
 
 # --- fetch unit tests (issue 4)
-UNIT_TESTS += tests/unit/test_fetch
+UNIT_TESTS += \
+	tests/unit/test_fetch
 tests_unit_test_fetch_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_fetch_LDADD = proxy/libdgproxy.la $(UNITLDADD)
 

@@ -20,7 +20,8 @@ n=0
 fetch() {
 	n=$((n + 1))
 	RES="$T_DIR/res.$n"
-	timeout 60 "$DRIVER" --ca "$NGINX_CA" --backoff-min 10 --backoff-max 50 "$@" \
+	# FETCH_WRAP: e.g. "valgrind -q --error-exitcode=9" to check the driver
+	timeout 60 ${FETCH_WRAP:-} "$DRIVER" --ca "$NGINX_CA" --backoff-min 10 --backoff-max 50 "$@" \
 		> "$RES" 2> "$RES.err"
 	RC=$?
 }
