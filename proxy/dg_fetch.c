@@ -665,8 +665,9 @@ static void
 begin_attempt(struct transfer *t)
 {
 	dg_fetcher *f = t->f;
-	uint64_t off = t->sink.offset ? t->sink.offset(t->sink.arg) : 0;
 	dg_err e;
+	/* without an offset callback the sink holds exactly what we gave it */
+	uint64_t off = t->sink.offset ? t->sink.offset(t->sink.arg) : t->offset + t->received;
 
 	if (t->restart_retry || (t->expected_size && off > t->expected_size)) {
 		e = t->sink.restart(t->sink.arg);
