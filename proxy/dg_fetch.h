@@ -131,7 +131,7 @@ typedef struct dg_fetch_stats {
  * DG_ERR_FETCH_HTTP (other status not retried), DG_ERR_FETCH_SERVER (5xx),
  * DG_ERR_FETCH_NETWORK, DG_ERR_FETCH_STALLED (these three after the retries),
  * DG_ERR_FETCH_TOO_BIG, DG_ERR_FETCH_SHORT, DG_ERR_FETCH_TLS,
- * DG_ERR_FETCH_REDIRECTS, DG_ERR_FETCH_SINK, DG_ERR_CANCELED.
+ * DG_ERR_FETCH_REDIRECTS, DG_ERR_FETCH_SINK, DG_ERR_CANCELED, DG_ERR_NOMEM.
  * fetch and stats are valid only during the call. */
 typedef void (*dg_fetch_done_cb)(dg_fetch *fetch, dg_err outcome,
     const dg_fetch_stats *stats, void *arg);
