@@ -10,3 +10,5 @@ noinst_PROGRAMS += bench/cache_bench
 bench_cache_bench_SOURCES = bench/cache_bench.c
 bench_cache_bench_CFLAGS = $(src_libdgcore_la_CFLAGS)
 bench_cache_bench_LDADD = cache/libdgcache.la src/libdgcore.la
+# fetch (issue 4)
+EXTRA_DIST += bench/fetch

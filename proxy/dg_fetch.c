@@ -91,6 +91,7 @@ struct dg_fetcher {
 	unsigned running, ntransfers, nfetches;
 	int in_curl;                    /* inside curl_multi_socket_action() */
 	int closing;
+	int curl_global;                /* holds a curl_global_init() reference */
 };
 
 static void start_queued(dg_fetcher *f);
@@ -316,6 +317,7 @@ dg_fetcher_new(struct event_base *base, const dg_fetch_opts *opts, dg_err *err)
 		e = DG_ERR_NOMEM;
 		goto fail;
 	}
+	f->curl_global = 1;
 	f->base = base;
 	f->opts = *opts;
 	f->ca_file = dup_or_null(opts->ca_file, &fail);
@@ -374,11 +376,10 @@ dg_fetcher_free(dg_fetcher *f)
 		/* canceling the last fetch of a transfer ends it */
 		dg_fetch_cancel(f->transfers->fetches);
 	}
-	if (f->multi) {
+	if (f->multi)
 		curl_multi_cleanup(f->multi);
-		f->multi = NULL;
+	if (f->curl_global)
 		curl_global_cleanup();
-	}
 	while ((si = f->socks)) {
 		f->socks = si->next;
 		event_del(&si->ev);
@@ -665,8 +666,9 @@ static void
 begin_attempt(struct transfer *t)
 {
 	dg_fetcher *f = t->f;
-	uint64_t off = t->sink.offset ? t->sink.offset(t->sink.arg) : 0;
 	dg_err e;
+	/* without an offset callback the sink holds exactly what we gave it */
+	uint64_t off = t->sink.offset ? t->sink.offset(t->sink.arg) : t->offset + t->received;
 
 	if (t->restart_retry || (t->expected_size && off > t->expected_size)) {
 		e = t->sink.restart(t->sink.arg);

@@ -91,7 +91,8 @@ typedef struct dg_fetch_sink {
 	/* Drop everything held and start over from byte 0 (the server ignored
 	 * the Range, or what is held is inconsistent with the server). */
 	dg_err (*restart)(void *arg);
-	/* Bytes already held; asked before every attempt. NULL: always 0. */
+	/* Bytes already held; asked before every attempt. NULL: the sink holds
+	 * exactly what it was given (0 at the start). */
 	uint64_t (*offset)(void *arg);
 	/* Optional: called once when the transfer is over, before the done
 	 * callbacks, with the outcome. When outcome is DG_OK the sink verifies
@@ -130,7 +131,7 @@ typedef struct dg_fetch_stats {
  * DG_ERR_FETCH_HTTP (other status not retried), DG_ERR_FETCH_SERVER (5xx),
  * DG_ERR_FETCH_NETWORK, DG_ERR_FETCH_STALLED (these three after the retries),
  * DG_ERR_FETCH_TOO_BIG, DG_ERR_FETCH_SHORT, DG_ERR_FETCH_TLS,
- * DG_ERR_FETCH_REDIRECTS, DG_ERR_FETCH_SINK, DG_ERR_CANCELED.
+ * DG_ERR_FETCH_REDIRECTS, DG_ERR_FETCH_SINK, DG_ERR_CANCELED, DG_ERR_NOMEM.
  * fetch and stats are valid only during the call. */
 typedef void (*dg_fetch_done_cb)(dg_fetch *fetch, dg_err outcome,
     const dg_fetch_stats *stats, void *arg);
@@ -139,9 +140,10 @@ typedef void (*dg_fetch_done_cb)(dg_fetch *fetch, dg_err outcome,
  * the same req->key (then sink is not used and may be NULL). *out (may be
  * NULL) receives a handle valid until done runs or dg_fetch_cancel().
  * The first attempt starts from the loop, never inside this call.
- * Errors (done will not be called): DG_ERR_INVAL for a NULL argument, a URL
- * that is not http(s), a malformed sha256, a sink without write/restart, or
- * a key whose running transfer expects another size or SHA-256;
+ * Errors (done will not be called): DG_ERR_INVAL for a NULL req, url or
+ * done, a URL that is not http(s), a malformed sha256, a missing sink (or one
+ * without write/restart) when no transfer runs for the key, or a key whose
+ * running transfer expects another size or SHA-256;
  * DG_ERR_BUSY from a sink callback; DG_ERR_NOMEM. */
 dg_err dg_fetch_start(dg_fetcher *f, const dg_fetch_req *req, const dg_fetch_sink *sink,
     dg_fetch_done_cb done, void *arg, dg_fetch **out);

@@ -8,7 +8,10 @@
  * --log-level L.
  * Fetch options apply to the following --get (and stay set): --out FILE,
  * --size N, --sha256 HEX, --key K, --count N (start N fetches of that URL),
- * --cancel-at BYTES (cancel once the file holds that many bytes).
+ * --cancel-at BYTES (cancel once the file holds that many bytes),
+ * --no-offset 1 (the sink has no offset callback: the fetcher counts),
+ * --probe-busy 1 (from the first write, call dg_fetch_cancel and
+ * dg_fetch_start, which must refuse with DG_ERR_BUSY: prints busy=ok|bad).
  *
  * Each fetch appends to its --out file (resuming from what the file holds)
  * through a file sink whose finish checks --sha256 with EVP. One line per
@@ -54,6 +57,21 @@ struct job {
 static struct job jobs[MAX_FETCHES];
 static int njobs, nended;
 static struct event_base *base;
+static dg_fetcher *fetcher;
+static int no_offset;
+static int probe_busy;   /* 1: to do, 2: refused as documented, 3: not refused */
+
+static dg_err sink_restart(void *arg);
+static uint64_t sink_offset(void *arg);
+
+static void
+on_stray_done(dg_fetch *fetch, dg_err outcome, const dg_fetch_stats *stats, void *arg)
+{
+	(void)fetch;
+	(void)outcome;
+	(void)stats;
+	(void)arg;
+}
 
 static dg_err
 sink_write(void *arg, const void *buf, size_t len)
@@ -61,6 +79,16 @@ sink_write(void *arg, const void *buf, size_t len)
 	struct job *j = arg;
 	struct stat st;
 	dg_err e = dg_util_write_all(j->fd, buf, len);
+
+	if (probe_busy == 1 && j->fetch) {
+		dg_fetch_req req = { "https://127.0.0.1/x", 0, NULL, NULL };
+		dg_fetch_sink s = { sink_write, sink_restart, sink_offset, NULL, j };
+		dg_fetch *h = NULL;
+
+		probe_busy = dg_fetch_cancel(j->fetch) == DG_ERR_BUSY &&
+		    dg_fetch_start(fetcher, &req, &s, on_stray_done, NULL, &h) == DG_ERR_BUSY &&
+		    h == NULL ? 2 : 3;
+	}
 
 	if (e == DG_OK && j->cancel_at && fstat(j->fd, &st) == 0 &&
 	    (uint64_t)st.st_size >= j->cancel_at && j->fetch) {
@@ -224,6 +252,8 @@ main(int argc, char **argv)
 		else if (!strcmp(a, "--key")) key = val;
 		else if (!strcmp(a, "--size")) { if (num(val, UINT64_MAX, &size)) return 2; }
 		else if (!strcmp(a, "--count")) { if (num(val, MAX_FETCHES, &count)) return 2; }
+		else if (!strcmp(a, "--no-offset")) no_offset = !strcmp(val, "1");
+		else if (!strcmp(a, "--probe-busy")) probe_busy = !strcmp(val, "1");
 		else if (!strcmp(a, "--cancel-at")) { if (num(val, UINT64_MAX, &cancel_at)) return 2; }
 		else if (!strcmp(a, "--get")) {
 			if (!out)
@@ -255,7 +285,7 @@ main(int argc, char **argv)
 	base = event_base_new();
 	if (!base)
 		return 1;
-	f = dg_fetcher_new(base, &o, &e);
+	f = fetcher = dg_fetcher_new(base, &o, &e);
 	if (!f) {
 		fprintf(stderr, "fetch_driver: %s\n", dg_strerror(e));
 		event_base_free(base);
@@ -265,6 +295,9 @@ main(int argc, char **argv)
 		struct job *j = &jobs[i];
 		dg_fetch_req req = { gets[i].url, gets[i].size, gets[i].sha256, gets[i].key };
 		dg_fetch_sink sink = { sink_write, sink_restart, sink_offset, sink_finish, j };
+
+		if (no_offset)
+			sink.offset = NULL;
 
 		j->index = i;
 		j->path = (char *)gets[i].out;
@@ -290,6 +323,8 @@ main(int argc, char **argv)
 		}
 	}
 	event_base_dispatch(base);
+	if (probe_busy)
+		printf("busy=%s\n", probe_busy == 2 ? "ok" : "bad");
 	for (i = 0; i < njobs; i++) {
 		struct job *j = &jobs[i];
 

@@ -41,7 +41,8 @@ tests_unit_test_gzip_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_gzip_LDADD = $(UNITLDADD)
 
 # --- fetch unit tests (issue 4)
-UNIT_TESTS += tests/unit/test_fetch
+UNIT_TESTS += \
+	tests/unit/test_fetch
 tests_unit_test_fetch_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_fetch_LDADD = proxy/libdgproxy.la $(UNITLDADD)
 

@@ -20,7 +20,8 @@ n=0
 fetch() {
 	n=$((n + 1))
 	RES="$T_DIR/res.$n"
-	timeout 60 "$DRIVER" --ca "$NGINX_CA" --backoff-min 10 --backoff-max 50 "$@" \
+	# FETCH_WRAP: e.g. "valgrind -q --error-exitcode=9" to check the driver
+	timeout 60 ${FETCH_WRAP:-} "$DRIVER" --ca "$NGINX_CA" --backoff-min 10 --backoff-max 50 "$@" \
 		> "$RES" 2> "$RES.err"
 	RC=$?
 }
@@ -141,6 +142,11 @@ t_check "shorter than expected: outcome 267, not retried" has outcome=267 attemp
 fetch --out /dev/full --get "$NGINX_URL/small.bin"
 t_check "sink write error (ENOSPC): outcome 269 with sink_err=7" has outcome=269 sink_err=7
 
+# the rule of dg_fetch.h: from a sink callback, cancel and start refuse
+fetch --out "$T_DIR/busy.1" --probe-busy 1 --sha256 "$SMALL_SHA" --get "$NGINX_URL/small.bin"
+t_check "sink callback: dg_fetch_cancel/dg_fetch_start refuse with BUSY" grep -qx 'busy=ok' "$RES"
+t_check "sink callback: the transfer went on untouched" grep -q 'outcome=0 .*attempts=1 ' "$RES"
+
 # --- dedup: 20 fetches of the same content, one transfer
 t_nginx_mark
 fetch --out "$T_DIR/dedup.1" --key "$SHA" --sha256 "$SHA" --count 20 --get "$(t_signed_url full.bin 300)"
@@ -166,6 +172,18 @@ stall_resumed() {
 	[ "$_r" -gt 0 ] && [ "$_r" -lt "$(stat -c %s "$T_DIR/stall.1")" ]
 }
 t_check "stall: the retry resumed where the first attempt stopped" stall_resumed
+t_check "stall: what was kept is the file's true prefix" \
+	cmp -s -n "$(stat -c %s "$T_DIR/stall.1")" "$T_DIR/stall.1" "$NGINX_WWW/full.bin"
+# the same with a sink that cannot tell its offset: the fetcher counts
+t_nginx_mark
+fetch --out "$T_DIR/stall.2" --no-offset 1 --low-speed-limit 100000 --low-speed-time 1 \
+	--retries 1 --get "$NGINX_URL/slow/full.bin"
+t_check "stall, sink without offset(): outcome 265 after 2 attempts" has outcome=265 attempts=2
+t_wait_for 10 sh -c "[ \$(tail -n +$((NGINX_MARK + 1)) '$NGINX_ACCESS' | grep -c 'GET /slow/full.bin') -eq 2 ]"
+cp "$T_DIR/stall.2" "$T_DIR/stall.1"
+t_check "stall, sink without offset(): resumed from the fetcher's count" stall_resumed
+t_check "stall, sink without offset(): the file is the true prefix" \
+	cmp -s -n "$(stat -c %s "$T_DIR/stall.2")" "$T_DIR/stall.2" "$NGINX_WWW/full.bin"
 
 # --- network errors
 down=$(t_free_port)
