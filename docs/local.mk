@@ -2,6 +2,5 @@
 dist_doc_DATA += docs/benchmarks.md docs/protocol.md docs/gateway.md
 # cache (issue 3)
 dist_doc_DATA += docs/cache.md
-dist_doc_DATA += docs/benchmarks.md docs/protocol.md
 # fetch (issue 4)
 dist_doc_DATA += docs/fetch.md
