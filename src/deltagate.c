@@ -12,6 +12,7 @@ static const dg_cli_cmd commands[] = {
 	/* shadow (issue 2) */
 	/* cache (issue 3) */
 	/* diff, diffgen, apply, inspect, manifest (issue 6) */
+	{ "manifest", dg_cli_manifest, "write an import manifest (version 5.0)" },
 	{ NULL, NULL, NULL }
 };
 

@@ -18,4 +18,7 @@ typedef struct dg_cli_cmd {
 	const char *summary;
 } dg_cli_cmd;
 
+/* manifest (issue 6): import manifest v5 writer, cli_manifest.c */
+int dg_cli_manifest(int argc, char **argv);
+
 #endif

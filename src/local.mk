@@ -23,7 +23,8 @@ src_libdgcore_la_SOURCES = \
 # .swu (cpio newc/crc), reproducible gzip, import manifest
 src_libdgcore_la_SOURCES += \
 	src/dg_swu.c src/dg_swu.h \
-	src/dg_gzip.c src/dg_gzip.h
+	src/dg_gzip.c src/dg_gzip.h \
+	src/dg_manifest.c src/dg_manifest.h
 
 # --- command-line tools: deltagate (one binary, subcommands in cli_*.c)
 bin_PROGRAMS += src/deltagate
@@ -31,5 +32,6 @@ src_deltagate_SOURCES = src/deltagate.c src/dg_cli.h
 # cli: shadow (issue 2)
 # cli: cache (issue 3)
 # cli: diff, apply, inspect, manifest, diffgen (issue 6)
+src_deltagate_SOURCES += src/cli_manifest.c
 src_deltagate_CFLAGS = $(src_libdgcore_la_CFLAGS) $(COAP_CFLAGS)
 src_deltagate_LDADD = src/libdgcore.la

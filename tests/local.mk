@@ -27,7 +27,9 @@ UNIT_TESTS = \
 
 # --- delta unit tests (issue 6)
 # .swu, gzip, manifest
-UNIT_TESTS += tests/unit/test_swu tests/unit/test_gzip
+UNIT_TESTS += tests/unit/test_swu tests/unit/test_gzip tests/unit/test_manifest
+tests_unit_test_manifest_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_manifest_LDADD = $(UNITLDADD)
 tests_unit_test_swu_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_swu_LDADD = $(UNITLDADD)
 tests_unit_test_gzip_CFLAGS = $(UNITCFLAGS)
@@ -49,6 +51,8 @@ endif
 
 # --- integration tests: start real daemons and peers on loopback
 INTEGRATION_TESTS =
+# --- delta (issue 6)
+INTEGRATION_TESTS += tests/integration/45-manifest-cli.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)
