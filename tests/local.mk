@@ -73,6 +73,24 @@ FUZZLDADD = src/libdgcore.la
 # --- fuzz: cache (issue 3)
 
 # --- fuzz: delta, cpio, gzip (issue 6)
+FUZZ_REPLAYS += tests/fuzz/cpio_replay
+tests_fuzz_cpio_replay_SOURCES = tests/fuzz/cpio_fuzz.c tests/fuzz/replay.c
+tests_fuzz_cpio_replay_CFLAGS = $(FUZZCFLAGS) -DFUZZ_NAME='"cpio"'
+tests_fuzz_cpio_replay_LDADD = $(FUZZLDADD)
+FUZZ_ENGINES += tests/fuzz/cpio_fuzz
+tests_fuzz_cpio_fuzz_SOURCES = tests/fuzz/cpio_fuzz.c
+tests_fuzz_cpio_fuzz_CFLAGS = $(FUZZCFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_cpio_fuzz_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_cpio_fuzz_LDADD = $(FUZZLDADD)
+FUZZ_REPLAYS += tests/fuzz/gzip_replay
+tests_fuzz_gzip_replay_SOURCES = tests/fuzz/gzip_fuzz.c tests/fuzz/replay.c
+tests_fuzz_gzip_replay_CFLAGS = $(FUZZCFLAGS) -DFUZZ_NAME='"gzip"'
+tests_fuzz_gzip_replay_LDADD = $(FUZZLDADD)
+FUZZ_ENGINES += tests/fuzz/gzip_fuzz
+tests_fuzz_gzip_fuzz_SOURCES = tests/fuzz/gzip_fuzz.c
+tests_fuzz_gzip_fuzz_CFLAGS = $(FUZZCFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_gzip_fuzz_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_gzip_fuzz_LDADD = $(FUZZLDADD)
 
 check_PROGRAMS += $(FUZZ_REPLAYS)
 TESTS += $(FUZZ_REPLAYS)
