@@ -12,3 +12,10 @@ bench_cache_bench_CFLAGS = $(src_libdgcore_la_CFLAGS)
 bench_cache_bench_LDADD = cache/libdgcache.la src/libdgcore.la
 # fetch (issue 4)
 EXTRA_DIST += bench/fetch
+
+# --- swu / gzip reproducibility (issue 6): bench/swu/gzip-repro.sh
+noinst_PROGRAMS += bench/swu/gzprobe
+bench_swu_gzprobe_SOURCES = bench/swu/gzprobe.c
+bench_swu_gzprobe_CFLAGS = $(src_libdgcore_la_CFLAGS)
+bench_swu_gzprobe_LDADD = src/libdgcore.la
+EXTRA_DIST += bench/swu/gzip-repro.sh

@@ -4,3 +4,4 @@ dist_doc_DATA += docs/benchmarks.md docs/protocol.md docs/gateway.md
 dist_doc_DATA += docs/cache.md
 # fetch (issue 4)
 dist_doc_DATA += docs/fetch.md
+dist_doc_DATA += docs/swu.md docs/manifest.md

@@ -32,7 +32,8 @@ src_libdgcore_la_SOURCES += \
 # .swu (cpio newc/crc), reproducible gzip, import manifest
 src_libdgcore_la_SOURCES += \
 	src/dg_swu.c src/dg_swu.h \
-	src/dg_gzip.c src/dg_gzip.h
+	src/dg_gzip.c src/dg_gzip.h \
+	src/dg_manifest.c src/dg_manifest.h
 
 # --- command-line tools: deltagate (one binary, subcommands in cli_*.c)
 bin_PROGRAMS += src/deltagate
@@ -43,6 +44,7 @@ src_deltagate_SOURCES += src/cli_shadow.c
 src_deltagate_SOURCES += src/cli_cache.c
 # cli: diff, apply, inspect, manifest, diffgen (issue 6)
 src_deltagate_SOURCES += src/cli_delta.c
+src_deltagate_SOURCES += src/cli_manifest.c
 src_deltagate_CFLAGS = $(src_libdgcore_la_CFLAGS) $(COAP_CFLAGS)
 
 sbin_PROGRAMS += src/deltagate-shadowd
