@@ -29,12 +29,15 @@
 #define MAGIC "DGDELTA\0"
 #define FORMAT_VERSION 1u
 #define HDR_SIZE 112u
-#define ITEM_SIZE 88u
-#define NPARTS 3
+#define ITEM_SIZE 108u
+#define NPARTS 4
 #define MAX_ITEMS (1u << 16)
 #define MAX_CTRL_RATIO 64 /* control bytes per target byte, generous */
 
-enum { KIND_RAW = 1, KIND_COPY = 2, KIND_BSDIFF = 3, KIND_ZPATCH = 4, KIND_MAX_ };
+enum { KIND_RAW = 1, KIND_COPY = 2, KIND_BSDIFF = 3, KIND_ZPATCH = 4, KIND_BSDIFF_X64 = 5, KIND_MAX_ };
+
+/* parts each kind uses; the others must be empty */
+static const unsigned kind_parts[KIND_MAX_] = { 0, 1, 0, 3, 1, 4 };
 enum { CODEC_NONE = 0, CODEC_ZSTD = 1, CODEC_XZ = 2, CODEC_MAX_ };
 
 /* Streamed parts (control, diff, extra) are encoded with windows of at most
@@ -257,6 +260,9 @@ parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct i
 			goto fail;
 		}
 		sum_out += it->out_len;
+		for (k = kind_parts[it->kind]; k < NPARTS; k++)
+			if (it->p[k].clen || it->p[k].rlen || it->p[k].codec)
+				err = DG_ERR_DELTA_CORRUPT;
 		switch (it->kind) {
 		case KIND_RAW:
 			if (it->p[0].rlen != it->out_len || it->p[1].clen || it->p[2].clen ||
@@ -269,6 +275,9 @@ parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct i
 				err = DG_ERR_DELTA_CORRUPT;
 			break;
 		case KIND_BSDIFF:
+		case KIND_BSDIFF_X64:
+			if (it->kind == KIND_BSDIFF_X64 && it->filter)
+				err = DG_ERR_DELTA_CORRUPT;
 			if (it->p[1].rlen > it->out_len ||
 			    it->p[1].rlen + it->p[2].rlen != it->out_len ||
 			    it->p[0].rlen / MAX_CTRL_RATIO > it->out_len + 1)
@@ -761,6 +770,131 @@ fail:
 	return err;
 }
 
+/* ---- x86-64 prediction: the map is a first-pass control stream ---- */
+struct block {
+	uint64_t s0;
+	int64_t shift;
+};
+
+#ifndef XMAP_MIN_BLOCK
+#define XMAP_MIN_BLOCK 128
+#endif
+
+struct xmap {
+	struct block *b;
+	size_t n;
+};
+
+static int
+block_cmp(const void *x, const void *y)
+{
+	const struct block *a = x, *b = y;
+
+	if (a->s0 != b->s0)
+		return a->s0 < b->s0 ? -1 : 1;
+	return a->shift < b->shift ? -1 : a->shift > b->shift;
+}
+
+static int64_t
+xmap_shift(void *ctx, uint64_t pos)
+{
+	const struct xmap *m = ctx;
+	size_t lo = 0, hi = m->n;
+
+	/* the last block starting at or before pos */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (m->b[mid].s0 <= pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo ? m->b[lo - 1].shift : 0;
+}
+
+static uint64_t
+rd_varint(const uint8_t *p, size_t len, size_t *pos, int *bad)
+{
+	uint64_t v = 0;
+	unsigned shift = 0;
+	uint8_t b;
+
+	do {
+		if (*pos >= len || shift > 63) {
+			*bad = 1;
+			return 0;
+		}
+		b = p[(*pos)++];
+		v |= (uint64_t)(b & 0x7F) << shift;
+		shift += 7;
+	} while (b & 0x80);
+	return v;
+}
+
+/* Blocks (source offset, target minus source) from a control stream over a
+ * source of n bytes. DG_ERR_DELTA_CORRUPT when it leaves the source. */
+static dg_err
+xmap_build(const uint8_t *ctrl, size_t len, uint64_t n, struct xmap *m)
+{
+	size_t pos = 0, cap = len / 3 + 1;
+	uint64_t add, copy, seek, tpos = 0;
+	int64_t spos = 0;
+	int bad = 0;
+
+	m->n = 0;
+	m->b = malloc(cap * sizeof(*m->b));
+	if (!m->b)
+		return DG_ERR_NOMEM;
+	while (pos < len) {
+		add = rd_varint(ctrl, len, &pos, &bad);
+		copy = rd_varint(ctrl, len, &pos, &bad);
+		seek = rd_varint(ctrl, len, &pos, &bad);
+		if (bad || spos < 0 || (uint64_t)spos > n || add > n - (uint64_t)spos ||
+		    add > (1ull << 40) || copy > (1ull << 40) || m->n >= cap) {
+			free(m->b);
+			m->b = NULL;
+			return DG_ERR_DELTA_CORRUPT;
+		}
+		/* short matches are as often chance as alignment */
+		if (add >= XMAP_MIN_BLOCK)
+			m->b[m->n++] = (struct block){ (uint64_t)spos, (int64_t)tpos - spos };
+		tpos += add + copy;
+		spos += (int64_t)add + (int64_t)((seek >> 1) ^ (0 - (seek & 1)));
+	}
+	qsort(m->b, m->n, sizeof(*m->b), block_cmp);
+	return DG_OK;
+}
+
+static dg_err
+apply_predict(struct applier *a, const struct item *it, uint8_t *s)
+{
+	struct preader r;
+	struct xmap m = { NULL, 0 };
+	uint8_t *map = NULL;
+	dg_err err;
+
+	if (it->p[3].rlen > a->mem_limit / 4)
+		return DG_ERR_DELTA_MEMLIMIT;
+	if ((err = preader_open(&r, a->d, &it->p[3], a->mem_limit, 0)))
+		return err;
+	map = malloc(it->p[3].rlen ? (size_t)it->p[3].rlen : 1);
+	if (!map) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	if ((err = preader_read(&r, map, (size_t)it->p[3].rlen)) || (err = preader_finish(&r)))
+		goto fail;
+	if ((err = xmap_build(map, (size_t)it->p[3].rlen, it->src_len, &m)))
+		goto fail;
+	dg_bcj_x64_predict(s, (size_t)it->src_len, xmap_shift, &m);
+fail:
+	free(m.b);
+	free(map);
+	preader_close(&r);
+	return err;
+}
+
 static dg_err
 apply_items(struct applier *a, const struct item *items)
 {
@@ -801,6 +935,14 @@ apply_items(struct applier *a, const struct item *items)
 			break;
 		case KIND_ZPATCH:
 			err = apply_frame(a, it, src, out);
+			break;
+		case KIND_BSDIFF_X64:
+			if ((err = scratch_new(a, (size_t)it->src_len, &s)))
+				return err;
+			if (it->src_len)
+				memcpy(s.p, src, (size_t)it->src_len);
+			if ((err = apply_predict(a, it, s.p)) == DG_OK)
+				err = apply_bsdiff(a, it, s.p, out);
 			break;
 		default:
 			err = DG_ERR_DELTA_RECIPE;
@@ -1098,6 +1240,7 @@ kind_name(unsigned k)
 	case KIND_COPY: return "copy";
 	case KIND_BSDIFF: return "bsdiff";
 	case KIND_ZPATCH: return "zstd-patch-from";
+	case KIND_BSDIFF_X64: return "bsdiff-x86-64-predict";
 	default: return "unknown";
 	}
 }
@@ -1145,10 +1288,10 @@ dg_delta_inspect_file(const char *path, dg_delta_info **out)
 	for (i = 0; i < info->h.nitems; i++) {
 		const struct item *it = &info->items[i];
 
-		if (it->kind == KIND_BSDIFF)
-			snprintf(info->codecs[i], sizeof(info->codecs[i]), "%s,%s,%s",
+		if (it->kind == KIND_BSDIFF || it->kind == KIND_BSDIFF_X64)
+			snprintf(info->codecs[i], sizeof(info->codecs[i]), "%s,%s,%s,%s",
 				 codec_name(it->p[0].codec), codec_name(it->p[1].codec),
-				 codec_name(it->p[2].codec));
+				 codec_name(it->p[2].codec), codec_name(it->p[3].codec));
 		else if (it->kind == KIND_COPY)
 			snprintf(info->codecs[i], sizeof(info->codecs[i]), "-");
 		else
@@ -1193,7 +1336,7 @@ dg_delta_info_item(const dg_delta_info *info, size_t i, dg_delta_item_info *out)
 	out->out_len = it->out_len;
 	out->src_off = it->src_off;
 	out->src_len = it->src_len;
-	out->payload = it->p[0].clen + it->p[1].clen + it->p[2].clen;
+	out->payload = it->p[0].clen + it->p[1].clen + it->p[2].clen + it->p[3].clen;
 	out->codecs = info->codecs[i];
 }
 
@@ -1334,7 +1477,7 @@ item_free(struct item *it)
 static uint64_t
 item_payload(const struct item *it)
 {
-	return it->p[0].clen + it->p[1].clen + it->p[2].clen;
+	return it->p[0].clen + it->p[1].clen + it->p[2].clen + it->p[3].clen;
 }
 
 /* A candidate recipe: items covering the whole target. */
@@ -1450,11 +1593,18 @@ struct gen {
 	const uint8_t *src, *tgt;
 	size_t n, m;
 	int level;
+	int final; /* 0: fast estimates to rank candidates; 1: the real thing */
 	const dg_delta_diff_opts *o;
 	struct job *jobs;
 	size_t njobs, next;
 	pthread_mutex_t lock;
 };
+
+/* Candidates are ranked on fast zstd sizes; only the winner is compressed
+ * at the requested level and with xz tried per part. */
+#define ESTIMATE_LEVEL 3
+#define LEVEL(g) ((g)->final ? (g)->level : ESTIMATE_LEVEL)
+#define XZ(g) ((g)->final)
 
 static void
 run_bsdiff(struct gen *g, struct job *j)
@@ -1470,11 +1620,62 @@ run_bsdiff(struct gen *g, struct job *j)
 	it->out_len = j->len;
 	it->src_off = 0;
 	it->src_len = j->sn;
-	if ((err = compress_part(ctrl.data, ctrl.len, g->level, 1, 1, &it->p[0])) ||
-	    (err = compress_part(diff.data, diff.len, g->level, 1, !big, &it->p[1])) ||
-	    (err = compress_part(extra.data, extra.len, g->level, 1, !big, &it->p[2])))
+	if ((err = compress_part(ctrl.data, ctrl.len, LEVEL(g), 1, XZ(g), &it->p[0])) ||
+	    (err = compress_part(diff.data, diff.len, LEVEL(g), 1, XZ(g) && !big, &it->p[1])) ||
+	    (err = compress_part(extra.data, extra.len, LEVEL(g), 1, XZ(g) && !big, &it->p[2])))
 		goto out;
 out:
+	dg_buf_free(&ctrl);
+	dg_buf_free(&diff);
+	dg_buf_free(&extra);
+	j->err = err;
+}
+
+/* First pass against the plain source gives the map; the source is then
+ * rewritten with every branch and RIP-relative operand moved as the map
+ * predicts, and the target diffed against that prediction. */
+static void
+run_predict(struct gen *g, struct job *j)
+{
+	struct item *it = &j->plan->items[0];
+	dg_buf ctrl1, diff1, extra1, ctrl, diff, extra;
+	dg_bsdiff_index *idx = NULL;
+	struct xmap m = { NULL, 0 };
+	uint8_t *ps = NULL;
+	dg_err err;
+
+	memset(&ctrl, 0, sizeof(ctrl));
+	memset(&diff, 0, sizeof(diff));
+	memset(&extra, 0, sizeof(extra));
+	if ((err = dg_bsdiff_diff(j->idx, j->t, j->len, &ctrl1, &diff1, &extra1)))
+		goto out;
+	dg_buf_free(&diff1);
+	dg_buf_free(&extra1);
+	if ((err = xmap_build(ctrl1.data, ctrl1.len, j->sn, &m)))
+		goto out;
+	ps = malloc(j->sn ? j->sn : 1);
+	if (!ps) {
+		err = DG_ERR_NOMEM;
+		goto out;
+	}
+	memcpy(ps, j->s, j->sn);
+	dg_bcj_x64_predict(ps, j->sn, xmap_shift, &m);
+	if ((err = dg_bsdiff_index_new(ps, j->sn, &idx)) ||
+	    (err = dg_bsdiff_diff(idx, j->t, j->len, &ctrl, &diff, &extra)))
+		goto out;
+	it->kind = KIND_BSDIFF_X64;
+	it->out_len = j->len;
+	it->src_len = j->sn;
+	if ((err = compress_part(ctrl.data, ctrl.len, LEVEL(g), 1, XZ(g), &it->p[0])) ||
+	    (err = compress_part(diff.data, diff.len, LEVEL(g), 1, XZ(g), &it->p[1])) ||
+	    (err = compress_part(extra.data, extra.len, LEVEL(g), 1, XZ(g), &it->p[2])) ||
+	    (err = compress_part(ctrl1.data, ctrl1.len, LEVEL(g), 1, XZ(g), &it->p[3])))
+		goto out;
+out:
+	dg_bsdiff_index_free(idx);
+	free(ps);
+	free(m.b);
+	dg_buf_free(&ctrl1);
 	dg_buf_free(&ctrl);
 	dg_buf_free(&diff);
 	dg_buf_free(&extra);
@@ -1485,7 +1686,7 @@ static void
 run_zpatch(struct gen *g, struct job *j)
 {
 	struct item *it = &j->plan->items[0];
-	int level = g->level;
+	int level = LEVEL(g);
 
 	/* level 19 with a long window is ~1 MB/s: trade a little size for
 	 * time on large images */
@@ -1507,7 +1708,7 @@ run_raw(struct gen *g, struct job *j)
 
 	it->kind = KIND_RAW;
 	it->out_len = j->len;
-	j->err = compress_part(j->t, j->len, g->level > 19 ? 19 : g->level, 0, 0, &it->p[0]);
+	j->err = compress_part(j->t, j->len, LEVEL(g) > 19 ? 19 : LEVEL(g), 0, 0, &it->p[0]);
 	if (!j->err && it->p[0].codec != CODEC_ZSTD && it->out_len) {
 		/* RAW items are zstd frames or stored: compress_part may only
 		 * have chosen stored here (xz was not tried) */
@@ -1593,11 +1794,12 @@ dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 	size_t nf, nv, v, c, nchunks, chunk, njobs = 0, i, best = SIZE_MAX;
 	uint8_t *fs[MAX_VARIANTS] = { 0 }, *ft[MAX_VARIANTS] = { 0 };
 	dg_bsdiff_index *idx[MAX_VARIANTS] = { 0 };
-	struct plan plans[MAX_VARIANTS + 2];
+	struct plan plans[MAX_VARIANTS + 3];
 	struct job *jobs = NULL;
 	unsigned threads = opts && opts->threads > 1 ? opts->threads : 1;
 	uint8_t *buf = NULL, *check = NULL;
-	size_t buflen = 0, checklen = 0, nplans = 0;
+	size_t buflen = 0, checklen = 0, nplans = 0, nextra;
+	int predict;
 	uint64_t ctarget;
 	dg_delta_apply_opts ao;
 	dg_err err = DG_OK;
@@ -1632,6 +1834,11 @@ dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 	 * the target is filtered chunk by chunk as the applier decodes it */
 	filters[0] = DG_BCJ_NONE;
 	nf = dg_bcj_guess(tgt, m, filters + 1, MAX_VARIANTS - 1);
+	/* x86-64 code: the relocation-aware prediction replaces the filter,
+	 * which measured worse than no filter on every pair we tried */
+	predict = nf > 0 && filters[1] == DG_BCJ_X86_64;
+	if (predict)
+		nf = 0;
 	fs[0] = (uint8_t *)src;
 	ft[0] = (uint8_t *)tgt;
 	nv = 1;
@@ -1698,8 +1905,11 @@ dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 		goto fail;
 	progress(opts, 1, 4);
 
-	nplans = nv + 2;
-	jobs = calloc(nv * nchunks + 2, sizeof(*jobs));
+	/* extra single-item plans: zstd patch-from, x86-64 prediction (for
+	 * x86-64 executables), and last the raw target (the yardstick) */
+	nextra = 2 + predict;
+	nplans = nv + nextra;
+	jobs = calloc(nv * nchunks + nextra, sizeof(*jobs));
 	if (!jobs) {
 		err = DG_ERR_NOMEM;
 		goto fail;
@@ -1728,7 +1938,7 @@ dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 			j->len = (c + 1) * chunk < m ? chunk : m - j->off;
 		}
 	}
-	for (i = nv; i < nv + 2; i++) {
+	for (i = nv; i < nplans; i++) {
 		struct job *j = &jobs[njobs++];
 
 		plans[i].items = calloc(1, sizeof(struct item));
@@ -1742,9 +1952,13 @@ dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 		j->sn = n;
 		j->t = ft[0];
 		j->len = m;
+		j->idx = idx[0];
 		if (i == nv) {
 			j->run = run_zpatch;
 			snprintf(plans[i].method, sizeof(plans[i].method), "zstd-patch-from");
+		} else if (i < nplans - 1) {
+			j->run = run_predict;
+			snprintf(plans[i].method, sizeof(plans[i].method), "bsdiff+x86-64-predict");
 		} else {
 			j->run = run_raw;
 			snprintf(plans[i].method, sizeof(plans[i].method), "raw");
@@ -1758,11 +1972,56 @@ dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 		plans[i].size = HDR_SIZE + plans[i].n * ITEM_SIZE;
 		for (c = 0; c < plans[i].n; c++)
 			plans[i].size += item_payload(&plans[i].items[c]);
+		dg_log_debug("candidate %s: %llu bytes (%llu+%llu+%llu in item 0)", plans[i].method,
+			     (unsigned long long)plans[i].size,
+			     (unsigned long long)plans[i].items[0].p[0].clen,
+			     (unsigned long long)plans[i].items[0].p[1].clen,
+			     (unsigned long long)plans[i].items[0].p[2].clen);
 		if (best == SIZE_MAX || plans[i].size < plans[best].size)
 			best = i;
 	}
-	/* the raw plan's payload is the zstd-compressed target: the yardstick */
+	/* rebuild the winner for real: its jobs again, fully compressed */
+	if (best != nplans - 1) {
+		size_t nj = 0;
+
+		for (c = 0; c < plans[best].n; c++)
+			item_free(&plans[best].items[c]);
+		memset(plans[best].items, 0, plans[best].n * sizeof(struct item));
+		for (i = 0; i < njobs; i++)
+			if (jobs[i].plan == &plans[best]) {
+				if (best < nv)
+					plans[best].items[jobs[i].item].filter = (uint8_t)filters[best];
+				jobs[nj] = jobs[i];
+				jobs[nj++].err = DG_OK;
+			}
+		njobs = nj;
+		g.final = 1;
+		if ((err = run_jobs(&g, jobs, njobs, threads)))
+			goto fail;
+		g.final = 0;
+	}
+	/* the raw plan's payload is the zstd-compressed target: the yardstick,
+	 * at the full level unless the delta is clearly below it */
 	ctarget = item_payload(&plans[nplans - 1].items[0]);
+	plans[best].size = HDR_SIZE + plans[best].n * ITEM_SIZE;
+	for (c = 0; c < plans[best].n; c++)
+		plans[best].size += item_payload(&plans[best].items[c]);
+	if (plans[best].size > ctarget / 2 || best == nplans - 1) {
+		struct job rj;
+
+		memset(&rj, 0, sizeof(rj));
+		item_free(&plans[nplans - 1].items[0]);
+		memset(&plans[nplans - 1].items[0], 0, sizeof(struct item));
+		rj.run = run_raw;
+		rj.plan = &plans[nplans - 1];
+		rj.t = tgt;
+		rj.len = m;
+		g.final = 1;
+		run_raw(&g, &rj);
+		if ((err = rj.err))
+			goto fail;
+		ctarget = item_payload(&plans[nplans - 1].items[0]);
+	}
 	if (stats) {
 		memset(stats, 0, sizeof(*stats));
 		stats->compressed_target = ctarget;
@@ -1797,7 +2056,7 @@ dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 fail:
 	free(buf);
 	free(check);
-	for (i = 0; i < nplans && i < MAX_VARIANTS + 2; i++)
+	for (i = 0; i < nplans && i < MAX_VARIANTS + 3; i++)
 		plan_free(&plans[i]);
 	free(jobs);
 	for (v = 0; v < MAX_VARIANTS; v++) {

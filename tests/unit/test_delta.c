@@ -210,10 +210,10 @@ test_filter_chosen_for_shifted_code(void **state)
 	 * operands equal again, so it must be the chosen method */
 	memmove(t + 1000, t + 1000 + 0, n - 1000);
 	assert_int_equal(dg_bcj_guess(t, n, g, 2), 1);
-	assert_int_equal(g[0], DG_BCJ_X86);
+	assert_int_equal(g[0], DG_BCJ_X86_64);
 	o.level = 3;
 	assert_int_equal(dg_delta_diff_mem(s, n, t, n, &o, &d, &dl, &st), DG_OK);
-	assert_string_equal(st.method, "bsdiff+x86");
+	assert_true(strncmp(st.method, "bsdiff+x86", 10) == 0);
 	assert_int_equal(dg_delta_apply_mem(s, n, d, dl, NULL, &out, &ol), DG_OK);
 	assert_int_equal(ol, n);
 	assert_memory_equal(out, t, n);
