@@ -148,30 +148,83 @@ test_roundtrip_random_unrelated(void **state)
 	free(t);
 }
 
-/* A fake x86-64 ELF whose call targets all shift by the same amount. */
+/* A fake ELF for machine `machine`: a 4 KiB "library" that stays put, then
+ * `pad` inserted bytes, then code calling into the library. A new version
+ * with more padding moves every call site: all relative operands change,
+ * though nothing they point at did. */
 static uint8_t *
-fake_elf(size_t n, size_t shift_at, size_t shift)
+fake_elf(unsigned machine, size_t n, size_t pad)
 {
 	uint8_t *p = calloc(1, n);
+	uint64_t saved = rng_state;
 	size_t i;
 
 	assert_non_null(p);
 	memcpy(p, "\177ELF\2\1\1", 7);
-	p[18] = 62; /* EM_X86_64 */
-	for (i = 64; i + 5 < n; i += 16) {
-		uint32_t target = 0x1000 + (uint32_t)((i * 7) % 4096) * 16;
+	p[18] = (uint8_t)machine;
+	rng_state = 42;
+	for (i = 64; i < 4096; i++)
+		p[i] = (uint8_t)rnd();
+	for (i = 4096; i < 4096 + pad && i < n; i++)
+		p[i] = 0x90;
+	for (i = 4096 + pad; i + 16 <= n; i += 16) {
+		uint32_t target = 64 + (rnd() % 1000) * 4, w;
 		int32_t rel;
 
-		if (i >= shift_at)
-			target += (uint32_t)shift;
-		rel = (int32_t)(target - (uint32_t)(i + 5));
-		p[i] = 0xE8;
-		memcpy(p + i + 1, &rel, 4);
-		p[i + 5] = (uint8_t)(i >> 4);
-		p[i + 6] = 0x48;
-		p[i + 7] = 0x89;
+		if (machine == 62) {
+			rel = (int32_t)(target - (uint32_t)(i + 5));
+			p[i] = 0xE8;
+			memcpy(p + i + 1, &rel, 4);
+		} else { /* ARM BL */
+			w = 0xEB000000u | (((target - (uint32_t)(i + 8)) >> 2) & 0xFFFFFFu);
+			memcpy(p + i, &w, 4);
+		}
+		for (size_t k = 5; k < 16; k++)
+			p[i + k] = (uint8_t)(rnd() & 3);
 	}
+	rng_state = saved;
 	return p;
+}
+
+static void
+check_method(unsigned machine, const char *method)
+{
+	size_t n = 300000;
+	uint8_t *s = fake_elf(machine, n, 0), *t = fake_elf(machine, n, 256);
+	dg_delta_diff_opts o = { 0 };
+	dg_delta_diff_stats st;
+	uint8_t *d = NULL, *out = NULL;
+	size_t dl, ol;
+
+	o.level = 3;
+	assert_int_equal(dg_delta_diff_mem(s, n, t, n, &o, &d, &dl, &st), DG_OK);
+	assert_string_equal(st.method, method);
+	assert_int_equal(dg_delta_apply_mem(s, n, d, dl, NULL, &out, &ol), DG_OK);
+	assert_int_equal(ol, n);
+	assert_memory_equal(out, t, n);
+	free(d);
+	free(out);
+	free(s);
+	free(t);
+}
+
+static void
+test_filter_chosen_for_shifted_code(void **state)
+{
+	dg_bcj_filter g[2];
+	uint8_t *e = fake_elf(62, 8192, 0);
+
+	(void)state;
+	assert_int_equal(dg_bcj_guess(e, 8192, g, 2), 1);
+	assert_int_equal(g[0], DG_BCJ_X86_64);
+	e[18] = 40;
+	assert_int_equal(dg_bcj_guess(e, 8192, g, 2), 2);
+	assert_int_equal(g[0], DG_BCJ_ARMT);
+	assert_int_equal(g[1], DG_BCJ_ARM);
+	free(e);
+	/* moved call sites: the ARM filter, and the x86-64 prediction, win */
+	check_method(40, "bsdiff+arm");
+	check_method(62, "bsdiff+x86-64-predict");
 }
 
 static void
@@ -192,35 +245,6 @@ test_filters_roundtrip(void **state)
 	}
 	free(a);
 	free(b);
-}
-
-static void
-test_filter_chosen_for_shifted_code(void **state)
-{
-	size_t n = 400000;
-	uint8_t *s = fake_elf(n, 0, 0), *t = fake_elf(n, 0, 0x40);
-	dg_delta_diff_opts o = { 0 };
-	dg_delta_diff_stats st;
-	dg_bcj_filter g[2];
-	uint8_t *d = NULL, *out = NULL;
-	size_t dl, ol;
-
-	(void)state;
-	/* same code, all call targets moved by 0x40: the x86 filter makes the
-	 * operands equal again, so it must be the chosen method */
-	memmove(t + 1000, t + 1000 + 0, n - 1000);
-	assert_int_equal(dg_bcj_guess(t, n, g, 2), 1);
-	assert_int_equal(g[0], DG_BCJ_X86_64);
-	o.level = 3;
-	assert_int_equal(dg_delta_diff_mem(s, n, t, n, &o, &d, &dl, &st), DG_OK);
-	assert_true(strncmp(st.method, "bsdiff+x86", 10) == 0);
-	assert_int_equal(dg_delta_apply_mem(s, n, d, dl, NULL, &out, &ol), DG_OK);
-	assert_int_equal(ol, n);
-	assert_memory_equal(out, t, n);
-	free(d);
-	free(out);
-	free(s);
-	free(t);
 }
 
 static void
