@@ -1,2 +1,3 @@
 # docs/: protocol and format pages, man pages
 dist_doc_DATA += docs/benchmarks.md
+dist_doc_DATA += docs/swu.md docs/manifest.md

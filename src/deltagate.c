@@ -16,6 +16,7 @@ static const dg_cli_cmd commands[] = {
 	{ "diffgen", dg_cli_diffgen, "diff with DiffGen's argument order" },
 	{ "apply", dg_cli_apply, "rebuild TARGET from SOURCE and a delta" },
 	{ "inspect", dg_cli_inspect, "show a delta's header and recipe" },
+	{ "manifest", dg_cli_manifest, "write an import manifest (version 5.0)" },
 	{ NULL, NULL, NULL }
 };
 

@@ -23,5 +23,7 @@ int dg_cli_diff(int argc, char **argv);
 int dg_cli_diffgen(int argc, char **argv);
 int dg_cli_apply(int argc, char **argv);
 int dg_cli_inspect(int argc, char **argv);
+/* manifest (issue 6): import manifest v5 writer, cli_manifest.c */
+int dg_cli_manifest(int argc, char **argv);
 
 #endif

@@ -60,6 +60,21 @@ static const struct {
 	{ DG_ERR_DELTA_NOGAIN, "delta is not smaller than the compressed target" },
 	{ DG_ERR_DELTA_VERIFY, "generated delta failed its self-check" },
 	{ DG_ERR_DELTA_CODEC, "compression library failure" },
+	{ DG_ERR_SWU_FORMAT, "malformed cpio (.swu) archive" },
+	{ DG_ERR_SWU_TRUNCATED, "cpio (.swu) archive is truncated" },
+	{ DG_ERR_SWU_NAME, "refused cpio member name" },
+	{ DG_ERR_SWU_DUPLICATE, "duplicate cpio member name" },
+	{ DG_ERR_SWU_CHECKSUM, "cpio member checksum mismatch" },
+	{ DG_ERR_SWU_NO_DESC, "sw-description is not the first member" },
+	{ DG_ERR_SWU_SIGN, "signing command failed" },
+	{ DG_ERR_SWU_SIZE, "cpio member data does not match its size" },
+	{ DG_ERR_GZIP_FORMAT, "malformed gzip data" },
+	{ DG_ERR_GZIP_TRUNCATED, "gzip data is truncated" },
+	{ DG_ERR_GZIP_CRC, "gzip CRC or length mismatch" },
+	{ DG_ERR_GZIP_NOT_REPRODUCIBLE, "gzip stream not reproducible with zlib" },
+	{ DG_ERR_GZIP_MULTI, "multi-member gzip or trailing data" },
+	{ DG_ERR_ZLIB, "zlib error" },
+	{ DG_ERR_MANIFEST, "invalid import manifest" },
 	/* fetch, jobs (issue 4) */
 	/* drivers (issues 4, 5) */
 };

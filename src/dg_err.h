@@ -72,6 +72,22 @@ typedef enum dg_err {
 	DG_ERR_DELTA_NOGAIN = 208,   /* delta not smaller than compressed target */
 	DG_ERR_DELTA_VERIFY = 209,   /* generated delta failed its self-check */
 	DG_ERR_DELTA_CODEC = 210,    /* compression library failure */
+	/* 230-259: .swu (cpio), gzip, import manifest */
+	DG_ERR_SWU_FORMAT = 230,    /* malformed cpio newc/crc archive */
+	DG_ERR_SWU_TRUNCATED = 231, /* cpio archive cut short */
+	DG_ERR_SWU_NAME = 232,      /* refused member name (.., absolute, ...) */
+	DG_ERR_SWU_DUPLICATE = 233, /* two members with one name */
+	DG_ERR_SWU_CHECKSUM = 234,  /* 070702 data checksum mismatch */
+	DG_ERR_SWU_NO_DESC = 235,   /* sw-description is not the first member */
+	DG_ERR_SWU_SIGN = 236,      /* signing command failed */
+	DG_ERR_SWU_SIZE = 237,      /* member data differs from its size */
+	DG_ERR_GZIP_FORMAT = 240,   /* malformed gzip header or stream */
+	DG_ERR_GZIP_TRUNCATED = 241,/* gzip data cut short */
+	DG_ERR_GZIP_CRC = 242,      /* gzip CRC-32 or length mismatch */
+	DG_ERR_GZIP_NOT_REPRODUCIBLE = 243, /* no zlib parameters rebuild it */
+	DG_ERR_GZIP_MULTI = 244,    /* more than one member, or trailing data */
+	DG_ERR_ZLIB = 245,          /* zlib failure */
+	DG_ERR_MANIFEST = 250,      /* import manifest invalid */
 
 	/* 260-299: fetch (HTTP) and jobs (issue 4) */
 

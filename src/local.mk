@@ -24,6 +24,11 @@ src_libdgcore_la_SOURCES += \
 	src/dg_delta.c src/dg_delta.h \
 	src/dg_bsdiff.c src/dg_bsdiff.h \
 	src/dg_bcj.c src/dg_bcj.h
+# .swu (cpio newc/crc), reproducible gzip, import manifest
+src_libdgcore_la_SOURCES += \
+	src/dg_swu.c src/dg_swu.h \
+	src/dg_gzip.c src/dg_gzip.h \
+	src/dg_manifest.c src/dg_manifest.h
 
 # --- command-line tools: deltagate (one binary, subcommands in cli_*.c)
 bin_PROGRAMS += src/deltagate
@@ -32,5 +37,6 @@ src_deltagate_SOURCES = src/deltagate.c src/dg_cli.h
 # cli: cache (issue 3)
 # cli: diff, apply, inspect, manifest, diffgen (issue 6)
 src_deltagate_SOURCES += src/cli_delta.c
+src_deltagate_SOURCES += src/cli_manifest.c
 src_deltagate_CFLAGS = $(src_libdgcore_la_CFLAGS) $(COAP_CFLAGS)
 src_deltagate_LDADD = src/libdgcore.la

@@ -29,6 +29,14 @@ UNIT_TESTS = \
 UNIT_TESTS += tests/unit/test_delta
 tests_unit_test_delta_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_delta_LDADD = $(UNITLDADD)
+# .swu, gzip, manifest
+UNIT_TESTS += tests/unit/test_swu tests/unit/test_gzip tests/unit/test_manifest
+tests_unit_test_manifest_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_manifest_LDADD = $(UNITLDADD)
+tests_unit_test_swu_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_swu_LDADD = $(UNITLDADD)
+tests_unit_test_gzip_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_gzip_LDADD = $(UNITLDADD)
 
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
@@ -48,6 +56,8 @@ endif
 INTEGRATION_TESTS =
 # delta CLI (issue 6)
 INTEGRATION_TESTS += tests/integration/40-delta-cli.sh
+# --- delta (issue 6)
+INTEGRATION_TESTS += tests/integration/45-manifest-cli.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)
@@ -77,6 +87,24 @@ tests_fuzz_delta_fuzz_SOURCES = tests/fuzz/delta_fuzz.c
 tests_fuzz_delta_fuzz_CFLAGS = $(FUZZCFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_delta_fuzz_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_delta_fuzz_LDADD = $(FUZZLDADD)
+FUZZ_REPLAYS += tests/fuzz/cpio_replay
+tests_fuzz_cpio_replay_SOURCES = tests/fuzz/cpio_fuzz.c tests/fuzz/replay.c
+tests_fuzz_cpio_replay_CFLAGS = $(FUZZCFLAGS) -DFUZZ_NAME='"cpio"'
+tests_fuzz_cpio_replay_LDADD = $(FUZZLDADD)
+FUZZ_ENGINES += tests/fuzz/cpio_fuzz
+tests_fuzz_cpio_fuzz_SOURCES = tests/fuzz/cpio_fuzz.c
+tests_fuzz_cpio_fuzz_CFLAGS = $(FUZZCFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_cpio_fuzz_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_cpio_fuzz_LDADD = $(FUZZLDADD)
+FUZZ_REPLAYS += tests/fuzz/gzip_replay
+tests_fuzz_gzip_replay_SOURCES = tests/fuzz/gzip_fuzz.c tests/fuzz/replay.c
+tests_fuzz_gzip_replay_CFLAGS = $(FUZZCFLAGS) -DFUZZ_NAME='"gzip"'
+tests_fuzz_gzip_replay_LDADD = $(FUZZLDADD)
+FUZZ_ENGINES += tests/fuzz/gzip_fuzz
+tests_fuzz_gzip_fuzz_SOURCES = tests/fuzz/gzip_fuzz.c
+tests_fuzz_gzip_fuzz_CFLAGS = $(FUZZCFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_gzip_fuzz_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_gzip_fuzz_LDADD = $(FUZZLDADD)
 
 check_PROGRAMS += $(FUZZ_REPLAYS)
 TESTS += $(FUZZ_REPLAYS)
