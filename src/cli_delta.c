@@ -127,10 +127,9 @@ run_diff(struct diff_args *a, dg_delta_diff_stats *st, const char *cmd)
 	dg_err err;
 
 	if (a->sign) {
-		/* signing applies to the sw-description of .swu archives: the
-		 * archive-aware path (dg_swu) is not part of this build */
-		fprintf(stderr, "deltagate %s: --sign-command needs archive-aware (.swu) support, "
-			"which this build does not have\n", cmd);
+		/* re-signing the recompressed target's sw-description is not
+		 * implemented yet: refuse rather than publish it unsigned */
+		fprintf(stderr, "deltagate %s: --sign-command is not implemented yet\n", cmd);
 		return DG_ERR_UNSUPPORTED;
 	}
 	if (want_meter(a->target, 8u << 20)) {
@@ -140,8 +139,9 @@ run_diff(struct diff_args *a, dg_delta_diff_stats *st, const char *cmd)
 	err = dg_delta_diff_file(a->source, a->target, a->delta, &a->o, st);
 	if (err)
 		return err;
-	/* a plain (non-archive) target is reproduced bit for bit as it is:
-	 * the recompressed target is the target itself */
+	/* gzip members are only diffed decompressed when zlib rebuilds them
+	 * bit for bit (others are diffed as they are), so the target itself
+	 * is what the processor reproduces: it is the recompressed target */
 	if (a->recompressed && (err = copy_file(a->target, a->recompressed)))
 		dg_log_err("%s: %s", a->recompressed, dg_strerror(err));
 	return err;

@@ -22,6 +22,8 @@
 #include "dg_bcj.h"
 #include "dg_bsdiff.h"
 #include "dg_delta.h"
+#include "dg_gzip.h"
+#include "dg_swu.h"
 #include "dg_log.h"
 #include "dg_util.h"
 
@@ -34,10 +36,11 @@
 #define MAX_ITEMS (1u << 16)
 #define MAX_CTRL_RATIO 64 /* control bytes per target byte, generous */
 
-enum { KIND_RAW = 1, KIND_COPY = 2, KIND_BSDIFF = 3, KIND_ZPATCH = 4, KIND_BSDIFF_X64 = 5, KIND_MAX_ };
+enum { KIND_RAW = 1, KIND_COPY = 2, KIND_BSDIFF = 3, KIND_ZPATCH = 4, KIND_BSDIFF_X64 = 5,
+       KIND_ARCHIVE = 6, KIND_MAX_ };
 
 /* parts each kind uses; the others must be empty */
-static const unsigned kind_parts[KIND_MAX_] = { 0, 1, 0, 3, 1, 4 };
+static const unsigned kind_parts[KIND_MAX_] = { 0, 1, 0, 3, 1, 4, 1 };
 enum { CODEC_NONE = 0, CODEC_ZSTD = 1, CODEC_XZ = 2, CODEC_MAX_ };
 
 /* Streamed parts (control, diff, extra) are encoded with windows of at most
@@ -58,12 +61,50 @@ struct item {
 	struct part p[NPARTS];
 };
 
+/* Archive-aware deltas: the source is expanded (gzip members inflated)
+ * into E(S); the other items rebuild E(T) from E(S); E(T) is folded back
+ * into the target (gzip members recompressed with their parameters). */
+struct aseg {
+	uint8_t gz;
+	uint64_t clen, rlen;    /* bytes in the file; bytes expanded */
+	dg_gzip_params p;       /* target segments only */
+	uint8_t *hdr;           /* raw gzip header (target segments only) */
+	size_t hdrlen;
+};
+
+struct archive {
+	struct aseg *s, *t;
+	size_t ns, nt;
+	uint64_t es, er;        /* sizes of E(S) and E(T) */
+};
+
+#define SPEC_MAX (16u << 20)
+#define SEGS_MAX (4u * 65536u + 4u)
+
 struct header {
 	uint32_t version;
 	uint64_t src_size, tgt_size;
 	uint8_t src_sha[32], tgt_sha[32];
 	uint32_t nitems;
+	struct archive *ar;     /* when item 0 is KIND_ARCHIVE */
 };
+
+static void
+archive_free(struct archive *ar)
+{
+	if (!ar)
+		return;
+	for (size_t i = 0; i < ar->nt; i++)
+		free(ar->t[i].hdr);
+	free(ar->s);
+	free(ar->t);
+	free(ar);
+}
+
+struct din;
+static dg_err spec_load(const struct din *d, const struct part *p, const struct header *h,
+			struct archive **out);
+static uint64_t rd_varint(const uint8_t *p, size_t len, size_t *pos, int *bad);
 
 /* ---- little-endian helpers ---- */
 static void
@@ -160,11 +201,12 @@ parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct i
 	uint8_t *rc = NULL, *rec = NULL;
 	struct item *items = NULL;
 	uint32_t clen, rlen, i, k;
-	uint64_t pos, sum_out = 0;
+	uint64_t pos, sum_out = 0, ssz, tsz;
 	size_t got;
 	dg_err err;
 
 	*items_out = NULL;
+	h->ar = NULL;
 	if (d->size < 8)
 		return DG_ERR_DELTA_FORMAT;
 	if (d->size < HDR_SIZE) {
@@ -215,6 +257,8 @@ parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct i
 		}
 	}
 	pos = HDR_SIZE + (uint64_t)clen;
+	ssz = h->src_size;
+	tsz = h->tgt_size;
 	for (i = 0; i < h->nitems; i++) {
 		const uint8_t *r = rec + (size_t)i * ITEM_SIZE;
 		struct item *it = &items[i];
@@ -254,8 +298,23 @@ parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct i
 			p->off = pos;
 			pos += p->clen;
 		}
-		if (it->out_len > h->tgt_size - sum_out ||
-		    it->src_off > h->src_size || it->src_len > h->src_size - it->src_off) {
+		if (it->kind == KIND_ARCHIVE) {
+			/* only first; it spans both files and redefines the spaces
+			 * the following items work in */
+			if (i != 0 || it->filter || it->out_len != h->tgt_size || it->src_off ||
+			    it->src_len != h->src_size || it->p[1].clen || it->p[2].clen ||
+			    it->p[3].clen) {
+				err = DG_ERR_DELTA_CORRUPT;
+				goto fail;
+			}
+			if ((err = spec_load(d, &it->p[0], h, &h->ar)))
+				goto fail;
+			ssz = h->ar->es;
+			tsz = h->ar->er;
+			continue;
+		}
+		if (it->out_len > tsz - sum_out ||
+		    it->src_off > ssz || it->src_len > ssz - it->src_off) {
 			err = DG_ERR_DELTA_CORRUPT;
 			goto fail;
 		}
@@ -292,7 +351,7 @@ parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct i
 		if (err)
 			goto fail;
 	}
-	if (sum_out != h->tgt_size) {
+	if (sum_out != tsz) {
 		err = DG_ERR_DELTA_CORRUPT;
 		goto fail;
 	}
@@ -308,6 +367,8 @@ fail:
 	free(rc);
 	free(rec);
 	free(items);
+	archive_free(h->ar);
+	h->ar = NULL;
 	return err;
 }
 
@@ -568,6 +629,108 @@ preader_finish(struct preader *r)
 	if (r->in_pos != r->in_len || r->in_left != 0)
 		return DG_ERR_DELTA_CORRUPT;
 	return DG_OK;
+}
+
+/* ---- archive spec (part 0 of a KIND_ARCHIVE item), all varints:
+ *   ns, then per source segment: gz, clen[, rlen if gz]
+ *   nt, then per target segment: gz, rlen[, clen, level, mem_level,
+ *       strategy, window_bits, hdrlen, hdr bytes if gz] ---- */
+static dg_err
+spec_load(const struct din *d, const struct part *p, const struct header *h, struct archive **out)
+{
+	struct preader r;
+	struct archive *ar = NULL;
+	uint8_t *buf = NULL;
+	size_t pos = 0, len = (size_t)p->rlen, i;
+	uint64_t v[8], ssum = 0, tsum = 0;
+	int bad = 0;
+	dg_err err;
+
+	*out = NULL;
+	if (p->rlen == 0 || p->rlen > SPEC_MAX)
+		return DG_ERR_DELTA_CORRUPT;
+	if ((err = preader_open(&r, d, p, DG_DELTA_DEFAULT_MEM_LIMIT, 0)))
+		return err;
+	buf = malloc(len);
+	ar = calloc(1, sizeof(*ar));
+	if (!buf || !ar) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	if ((err = preader_read(&r, buf, len)) || (err = preader_finish(&r)))
+		goto fail;
+	err = DG_ERR_DELTA_CORRUPT;
+	ar->ns = (size_t)rd_varint(buf, len, &pos, &bad);
+	if (bad || ar->ns == 0 || ar->ns > SEGS_MAX || ar->ns > len)
+		goto fail;
+	if (!(ar->s = calloc(ar->ns, sizeof(*ar->s))))
+		goto nomem;
+	for (i = 0; i < ar->ns; i++) {
+		struct aseg *g = &ar->s[i];
+
+		v[0] = rd_varint(buf, len, &pos, &bad);
+		v[1] = rd_varint(buf, len, &pos, &bad);
+		v[2] = v[0] == 1 ? rd_varint(buf, len, &pos, &bad) : v[1];
+		if (bad || v[0] > 1 || v[1] > h->src_size - ssum || v[2] > (1ull << 42) ||
+		    ar->es + v[2] < ar->es)
+			goto fail;
+		g->gz = (uint8_t)v[0];
+		g->clen = v[1];
+		g->rlen = v[2];
+		ssum += g->clen;
+		ar->es += g->rlen;
+	}
+	ar->nt = (size_t)rd_varint(buf, len, &pos, &bad);
+	if (bad || ssum != h->src_size || ar->nt == 0 || ar->nt > SEGS_MAX || ar->nt > len)
+		goto fail;
+	if (!(ar->t = calloc(ar->nt, sizeof(*ar->t))))
+		goto nomem;
+	for (i = 0; i < ar->nt; i++) {
+		struct aseg *g = &ar->t[i];
+
+		v[0] = rd_varint(buf, len, &pos, &bad);
+		v[1] = rd_varint(buf, len, &pos, &bad);
+		if (bad || v[0] > 1 || v[1] > (1ull << 42))
+			goto fail;
+		g->gz = (uint8_t)v[0];
+		g->rlen = g->clen = v[1];
+		if (g->gz) {
+			for (int k = 2; k < 8; k++)
+				v[k] = rd_varint(buf, len, &pos, &bad);
+			if (bad || v[3] > 255 || v[4] > 255 || v[5] > 255 || v[6] > 255 ||
+			    v[7] < 10 || v[7] > len - pos)
+				goto fail;
+			g->clen = v[2];
+			g->p.level = (uint8_t)v[3];
+			g->p.mem_level = (uint8_t)v[4];
+			g->p.strategy = (uint8_t)v[5];
+			g->p.window_bits = (uint8_t)v[6];
+			if (dg_gzip_params_check(&g->p))
+				goto fail;
+			g->hdrlen = (size_t)v[7];
+			if (!(g->hdr = malloc(g->hdrlen)))
+				goto nomem;
+			memcpy(g->hdr, buf + pos, g->hdrlen);
+			pos += g->hdrlen;
+		}
+		if (g->clen > h->tgt_size - tsum || ar->er + g->rlen < ar->er)
+			goto fail;
+		tsum += g->clen;
+		ar->er += g->rlen;
+	}
+	if (tsum != h->tgt_size || pos != len)
+		goto fail;
+	free(buf);
+	preader_close(&r);
+	*out = ar;
+	return DG_OK;
+nomem:
+	err = DG_ERR_NOMEM;
+fail:
+	free(buf);
+	preader_close(&r);
+	archive_free(ar);
+	return err;
 }
 
 /* ---- applier ---- */
@@ -896,7 +1059,7 @@ fail:
 }
 
 static dg_err
-apply_items(struct applier *a, const struct item *items)
+apply_items(struct applier *a, const struct item *items, uint32_t nitems)
 {
 	uint64_t opos = 0;
 	uint32_t i;
@@ -905,7 +1068,7 @@ apply_items(struct applier *a, const struct item *items)
 	dg_err err = DG_OK;
 
 	memset(&s, 0, sizeof(s));
-	for (i = 0; i < a->h->nitems; i++) {
+	for (i = 0; i < nitems; i++) {
 		const struct item *it = &items[i];
 		uint8_t *out = a->out + opos;
 
@@ -958,6 +1121,103 @@ apply_items(struct applier *a, const struct item *items)
 	return check_cancel(a);
 }
 
+/* Bounded writer into a buffer, for inflate and recompression callbacks. */
+struct bw {
+	uint8_t *p;
+	uint64_t pos, cap;
+};
+
+static dg_err
+bw_write(void *arg, const void *data, size_t len)
+{
+	struct bw *b = arg;
+
+	if (len > b->cap - b->pos)
+		return DG_ERR_DELTA_CORRUPT;
+	memcpy(b->p + b->pos, data, len);
+	b->pos += len;
+	return DG_OK;
+}
+
+/* Expand the source per the spec into dst (es bytes). */
+static dg_err
+archive_expand(const struct archive *ar, const uint8_t *src, uint8_t *dst)
+{
+	uint64_t in = 0, out = 0, rl;
+	struct bw b;
+	dg_err err;
+
+	for (size_t i = 0; i < ar->ns; i++) {
+		const struct aseg *g = &ar->s[i];
+
+		if (!g->gz) {
+			memcpy(dst + out, src + in, (size_t)g->clen);
+		} else {
+			b = (struct bw){ dst + out, 0, g->rlen };
+			err = dg_gzip_inflate(src + in, (size_t)g->clen, bw_write, &b, &rl);
+			if (err || rl != g->rlen)
+				return DG_ERR_DELTA_CORRUPT;
+		}
+		in += g->clen;
+		out += g->rlen;
+	}
+	return DG_OK;
+}
+
+static dg_err
+apply_archive(struct applier *a, const struct item *items)
+{
+	const struct archive *ar = a->h->ar;
+	struct scratch es, er;
+	const uint8_t *src = a->src;
+	uint8_t *out = a->out;
+	uint64_t in = 0, opos = 0;
+	dg_gzip_stream *gs = NULL;
+	struct bw b;
+	dg_err err;
+
+	memset(&es, 0, sizeof(es));
+	memset(&er, 0, sizeof(er));
+	if ((err = scratch_new(a, (size_t)ar->es, &es)) || (err = scratch_new(a, (size_t)ar->er, &er)))
+		goto fail;
+	if ((err = archive_expand(ar, src, es.p)))
+		goto fail;
+	a->src = es.p;
+	a->out = er.p;
+	err = apply_items(a, items + 1, a->h->nitems - 1);
+	a->src = src;
+	a->out = out;
+	if (err)
+		goto fail;
+	for (size_t i = 0; i < ar->nt; i++) {
+		const struct aseg *g = &ar->t[i];
+
+		if (!g->gz) {
+			memcpy(out + opos, er.p + in, (size_t)g->rlen);
+		} else {
+			b = (struct bw){ out + opos, 0, g->clen };
+			gs = dg_gzip_stream_new(&g->p, g->hdr, g->hdrlen, bw_write, &b, &err);
+			if (!gs || (err = dg_gzip_stream_write(gs, er.p + in, (size_t)g->rlen)) ||
+			    (err = dg_gzip_stream_finish(gs)) || b.pos != g->clen) {
+				/* recompression does not give the member back */
+				err = err == DG_ERR_NOMEM ? err : DG_ERR_DELTA_TARGET;
+				goto fail;
+			}
+			dg_gzip_stream_free(gs);
+			gs = NULL;
+		}
+		in += g->rlen;
+		opos += g->clen;
+		if ((err = check_cancel(a)))
+			goto fail;
+	}
+fail:
+	dg_gzip_stream_free(gs);
+	scratch_free(&es);
+	scratch_free(&er);
+	return err;
+}
+
 /* Parse, check the source, rebuild into out (tgt_size bytes), check the
  * target's hash. */
 static dg_err
@@ -993,7 +1253,11 @@ apply_core(const uint8_t *src, size_t src_len, const struct din *d,
 	a.out = get_out(ctx, h.tgt_size, &err);
 	if (err)
 		goto fail;
-	if ((err = apply_items(&a, items)))
+	if (h.ar)
+		err = apply_archive(&a, items);
+	else
+		err = apply_items(&a, items, h.nitems);
+	if (err)
 		goto fail;
 	if ((err = sha256(a.out, (size_t)h.tgt_size, sha)))
 		goto fail;
@@ -1001,6 +1265,7 @@ apply_core(const uint8_t *src, size_t src_len, const struct din *d,
 		err = DG_ERR_DELTA_TARGET;
 fail:
 	free(items);
+	archive_free(h.ar);
 	return err;
 }
 
@@ -1241,6 +1506,7 @@ kind_name(unsigned k)
 	case KIND_BSDIFF: return "bsdiff";
 	case KIND_ZPATCH: return "zstd-patch-from";
 	case KIND_BSDIFF_X64: return "bsdiff-x86-64-predict";
+	case KIND_ARCHIVE: return "archive";
 	default: return "unknown";
 	}
 }
@@ -1315,6 +1581,7 @@ dg_delta_info_free(dg_delta_info *info)
 		return;
 	free(info->items);
 	free(info->codecs);
+	archive_free(info->h.ar);
 	free(info);
 }
 
@@ -1784,10 +2051,10 @@ progress(const dg_delta_diff_opts *o, uint64_t done, uint64_t total)
 		o->progress(o->progress_arg, done, total);
 }
 
-dg_err
-dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
-		  const dg_delta_diff_opts *opts, uint8_t **out, size_t *out_len,
-		  dg_delta_diff_stats *stats)
+static dg_err
+diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
+	   const dg_delta_diff_opts *opts, uint8_t **out, size_t *out_len,
+	   dg_delta_diff_stats *stats)
 {
 	struct gen g;
 	dg_bcj_filter filters[MAX_VARIANTS];
@@ -2097,5 +2364,315 @@ fail:
 		munmap((void *)src, n);
 	if (tgt)
 		munmap((void *)tgt, m);
+	return err;
+}
+
+/* ---- archive-aware generation ---- */
+struct segv {
+	struct aseg *v;
+	size_t n, cap;
+	uint64_t elen;
+	int ngz;
+};
+
+static dg_err
+segv_add(struct segv *sv, const struct aseg *g)
+{
+	struct aseg *p;
+
+	if (!g->gz && sv->n && !sv->v[sv->n - 1].gz) {
+		sv->v[sv->n - 1].clen += g->clen;
+		sv->v[sv->n - 1].rlen += g->rlen;
+	} else {
+		if (sv->n == sv->cap) {
+			sv->cap = sv->cap ? 2 * sv->cap : 16;
+			p = realloc(sv->v, sv->cap * sizeof(*p));
+			if (!p)
+				return DG_ERR_NOMEM;
+			sv->v = p;
+		}
+		sv->v[sv->n++] = *g;
+		sv->ngz += g->gz;
+	}
+	sv->elen += g->rlen;
+	return DG_OK;
+}
+
+static void
+segv_free(struct segv *sv)
+{
+	for (size_t i = 0; i < sv->n; i++)
+		free(sv->v[i].hdr);
+	free(sv->v);
+	memset(sv, 0, sizeof(*sv));
+}
+
+/* One stretch of the file: a gzip member if it is one that can be
+ * expanded (source) or rebuilt bit for bit (target), else plain bytes. */
+static dg_err
+scan_region(const uint8_t *p, size_t len, int target, struct segv *sv)
+{
+	dg_gzip_info info;
+	struct aseg g;
+	dg_err e;
+
+	memset(&g, 0, sizeof(g));
+	if (len >= 18 && dg_gzip_is_gzip(p, len)) {
+		e = dg_gzip_probe(p, len, &info);
+		if ((e == DG_OK || (!target && e == DG_ERR_GZIP_NOT_REPRODUCIBLE)) &&
+		    info.member_len == len && info.raw_len < (1ull << 40)) {
+			g.gz = 1;
+			g.clen = len;
+			g.rlen = info.raw_len;
+			if (target) {
+				g.p = info.params;
+				g.hdrlen = info.header.len;
+				g.hdr = malloc(g.hdrlen);
+				if (!g.hdr)
+					return DG_ERR_NOMEM;
+				memcpy(g.hdr, info.header.raw, g.hdrlen);
+			}
+			return segv_add(sv, &g);
+		}
+	}
+	g.clen = g.rlen = len;
+	return segv_add(sv, &g);
+}
+
+/* Segments of a .swu (per member), a gzip file, or one plain segment. */
+static dg_err
+scan_file(const uint8_t *buf, size_t len, int target, struct segv *sv)
+{
+	dg_swu *swu;
+	dg_err err = DG_OK;
+	uint64_t cur = 0;
+	struct aseg g;
+
+	memset(sv, 0, sizeof(*sv));
+	swu = len >= DG_SWU_HDR_LEN ? dg_swu_parse(buf, len, &err, NULL, 0) : NULL;
+	if (swu) {
+		for (size_t i = 0; i < dg_swu_count(swu) && !err; i++) {
+			const dg_swu_member *mb = dg_swu_member_at(swu, i);
+
+			memset(&g, 0, sizeof(g));
+			g.clen = g.rlen = mb->data_offset - cur;
+			if ((err = segv_add(sv, &g)))
+				break;
+			err = scan_region(buf + mb->data_offset, mb->size, target, sv);
+			cur = mb->data_offset + mb->size;
+		}
+		dg_swu_free(swu);
+		if (!err && cur < len) {
+			memset(&g, 0, sizeof(g));
+			g.clen = g.rlen = len - cur;
+			err = segv_add(sv, &g);
+		}
+	} else if (len) {
+		err = scan_region(buf, len, target, sv);
+	}
+	if (err)
+		segv_free(sv);
+	return err;
+}
+
+static dg_err
+spec_encode(const struct segv *ss, const struct segv *ts, dg_buf *b)
+{
+	dg_err err = DG_OK;
+	size_t i;
+
+	memset(b, 0, sizeof(*b));
+	if ((err = dg_buf_varint(b, ss->n)))
+		goto fail;
+	for (i = 0; i < ss->n && !err; i++) {
+		err = dg_buf_varint(b, ss->v[i].gz);
+		if (!err)
+			err = dg_buf_varint(b, ss->v[i].clen);
+		if (!err && ss->v[i].gz)
+			err = dg_buf_varint(b, ss->v[i].rlen);
+	}
+	if (!err)
+		err = dg_buf_varint(b, ts->n);
+	for (i = 0; i < ts->n && !err; i++) {
+		const struct aseg *g = &ts->v[i];
+
+		if ((err = dg_buf_varint(b, g->gz)) || (err = dg_buf_varint(b, g->rlen)))
+			break;
+		if (g->gz && ((err = dg_buf_varint(b, g->clen)) ||
+			      (err = dg_buf_varint(b, g->p.level)) ||
+			      (err = dg_buf_varint(b, g->p.mem_level)) ||
+			      (err = dg_buf_varint(b, g->p.strategy)) ||
+			      (err = dg_buf_varint(b, g->p.window_bits)) ||
+			      (err = dg_buf_varint(b, g->hdrlen)) ||
+			      (err = dg_buf_append(b, g->hdr, g->hdrlen))))
+			break;
+	}
+fail:
+	if (err)
+		dg_buf_free(b);
+	return err;
+}
+
+static dg_err
+expand(const uint8_t *buf, const struct segv *sv, uint8_t **out)
+{
+	struct archive ar;
+
+	memset(&ar, 0, sizeof(ar));
+	ar.s = sv->v;
+	ar.ns = sv->n;
+	*out = malloc(sv->elen ? (size_t)sv->elen : 1);
+	if (!*out)
+		return DG_ERR_NOMEM;
+	if (archive_expand(&ar, buf, *out) != DG_OK) {
+		free(*out);
+		*out = NULL;
+		return DG_ERR_INTERNAL;
+	}
+	return DG_OK;
+}
+
+/* The delta from src to tgt through their expansions: item 0 carries the
+ * spec, the rest are the items of a plain delta from E(src) to E(tgt). */
+static dg_err
+diff_archive(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
+	     const struct segv *ss, const struct segv *ts, const dg_delta_diff_opts *opts,
+	     uint8_t **out, size_t *out_len, dg_delta_diff_stats *stats)
+{
+	uint8_t *es = NULL, *et = NULL, *ib = NULL;
+	size_t il = 0, i;
+	dg_delta_diff_opts io;
+	dg_delta_diff_stats ist;
+	struct din d;
+	struct header ih;
+	struct item *iitems = NULL;
+	struct plan pl;
+	dg_buf spec;
+	dg_err err;
+
+	memset(&pl, 0, sizeof(pl));
+	memset(&spec, 0, sizeof(spec));
+	memset(&ih, 0, sizeof(ih));
+	if ((err = expand(src, ss, &es)) || (err = expand(tgt, ts, &et)))
+		goto fail;
+	io = opts ? *opts : (dg_delta_diff_opts){ 0 };
+	io.allow_larger = 1;
+	io.progress = NULL;
+	if ((err = diff_plain(es, (size_t)ss->elen, et, (size_t)ts->elen, &io, &ib, &il, &ist)))
+		goto fail;
+	d = (struct din){ ib, -1, il };
+	if ((err = parse_delta(&d, 0, &ih, &iitems)))
+		goto fail;
+	pl.n = ih.nitems + 1;
+	pl.items = calloc(pl.n, sizeof(struct item));
+	if (!pl.items || (err = spec_encode(ss, ts, &spec))) {
+		err = err ? err : DG_ERR_NOMEM;
+		goto fail;
+	}
+	pl.items[0].kind = KIND_ARCHIVE;
+	pl.items[0].out_len = m;
+	pl.items[0].src_len = n;
+	if ((err = compress_part(spec.data, spec.len, 19, 1, 0, &pl.items[0].p[0])))
+		goto fail;
+	for (i = 0; i < ih.nitems; i++) {
+		struct item *it = &pl.items[i + 1];
+
+		*it = iitems[i];
+		for (int k = 0; k < NPARTS; k++) {
+			memset(&it->p[k].comp, 0, sizeof(dg_buf));
+			if (it->p[k].clen &&
+			    (err = dg_buf_append(&it->p[k].comp, ib + iitems[i].p[k].off,
+						 (size_t)iitems[i].p[k].clen)))
+				goto fail;
+		}
+	}
+	snprintf(pl.method, sizeof(pl.method), "archive(%d gzip)+%.24s", ts->ngz, ist.method);
+	err = serialize(src, n, tgt, m, &pl, out, out_len);
+	if (!err && stats) {
+		*stats = ist;
+		snprintf(stats->method, sizeof(stats->method), "%s", pl.method);
+		stats->items = (unsigned)pl.n;
+	}
+fail:
+	plan_free(&pl);
+	dg_buf_free(&spec);
+	free(iitems);
+	archive_free(ih.ar);
+	free(ib);
+	free(es);
+	free(et);
+	return err;
+}
+
+dg_err
+dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
+		  const dg_delta_diff_opts *opts, uint8_t **out, size_t *out_len,
+		  dg_delta_diff_stats *stats)
+{
+	struct segv ss, ts;
+	uint8_t *check = NULL, *ct = NULL;
+	size_t checklen = 0, cl;
+	dg_delta_apply_opts ao;
+	int level = opts && opts->level > 0 ? opts->level : 19;
+	dg_err err;
+
+	*out = NULL;
+	*out_len = 0;
+	memset(&ss, 0, sizeof(ss));
+	memset(&ts, 0, sizeof(ts));
+	if (!src)
+		src = (const uint8_t *)"";
+	if (!tgt)
+		tgt = (const uint8_t *)"";
+	if ((err = scan_file(tgt, m, 1, &ts)))
+		return err;
+	if (ts.ngz == 0) {
+		segv_free(&ts);
+		return diff_plain(src, n, tgt, m, opts, out, out_len, stats);
+	}
+	/* archive-aware: gzip members of the target are diffed decompressed */
+	if ((err = scan_file(src, n, 0, &ss)) ||
+	    (err = diff_archive(src, n, tgt, m, &ss, &ts, opts, out, out_len, stats)))
+		goto fail;
+	memset(&ao, 0, sizeof(ao));
+	ao.mem_limit = SIZE_MAX;
+	err = dg_delta_apply_mem(src, n, *out, *out_len, &ao, &check, &checklen);
+	if (err || checklen != m || (m && memcmp(check, tgt, m) != 0)) {
+		dg_log_err("self-check of the generated delta failed (%s)",
+			   err ? dg_strerror(err) : "output differs");
+		err = DG_ERR_DELTA_VERIFY;
+		goto fail;
+	}
+	/* the yardstick: zstd of the target (gzip members compress little) */
+	cl = ZSTD_compressBound(m);
+	ct = malloc(cl);
+	if (!ct) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	cl = ZSTD_compress(ct, cl, tgt, m, *out_len > m / 4 ? level : ESTIMATE_LEVEL);
+	if (ZSTD_isError(cl)) {
+		err = DG_ERR_DELTA_CODEC;
+		goto fail;
+	}
+	if (stats) {
+		stats->compressed_target = cl;
+		stats->delta_size = *out_len;
+	}
+	if (*out_len > cl && !(opts && opts->allow_larger)) {
+		dg_log_err("delta (%zu bytes) would not be smaller than the compressed target (%zu bytes)",
+			   *out_len, cl);
+		err = DG_ERR_DELTA_NOGAIN;
+	}
+fail:
+	if (err) {
+		free(*out);
+		*out = NULL;
+		*out_len = 0;
+	}
+	free(ct);
+	free(check);
+	segv_free(&ss);
+	segv_free(&ts);
 	return err;
 }
