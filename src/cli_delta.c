@@ -105,6 +105,15 @@ copy_file(const char *from, const char *to)
 	return err;
 }
 
+/* --threads default: the online CPUs, at most 4 */
+static unsigned
+default_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 4 ? 4 : (unsigned)n;
+}
+
 struct diff_args {
 	const char *source, *target, *delta, *recompressed, *sign;
 	dg_delta_diff_opts o;
@@ -118,10 +127,9 @@ run_diff(struct diff_args *a, dg_delta_diff_stats *st, const char *cmd)
 	dg_err err;
 
 	if (a->sign) {
-		/* signing applies to the sw-description of .swu archives: the
-		 * archive-aware path (dg_swu) is not part of this build */
-		fprintf(stderr, "deltagate %s: --sign-command needs archive-aware (.swu) support, "
-			"which this build does not have\n", cmd);
+		/* re-signing the recompressed target's sw-description is not
+		 * implemented yet: refuse rather than publish it unsigned */
+		fprintf(stderr, "deltagate %s: --sign-command is not implemented yet\n", cmd);
 		return DG_ERR_UNSUPPORTED;
 	}
 	if (want_meter(a->target, 8u << 20)) {
@@ -131,8 +139,9 @@ run_diff(struct diff_args *a, dg_delta_diff_stats *st, const char *cmd)
 	err = dg_delta_diff_file(a->source, a->target, a->delta, &a->o, st);
 	if (err)
 		return err;
-	/* a plain (non-archive) target is reproduced bit for bit as it is:
-	 * the recompressed target is the target itself */
+	/* gzip members are only diffed decompressed when zlib rebuilds them
+	 * bit for bit (others are diffed as they are), so the target itself
+	 * is what the processor reproduces: it is the recompressed target */
 	if (a->recompressed && (err = copy_file(a->target, a->recompressed)))
 		dg_log_err("%s: %s", a->recompressed, dg_strerror(err));
 	return err;
@@ -168,6 +177,7 @@ dg_cli_diff(int argc, char **argv)
 	dg_err err;
 
 	memset(&a, 0, sizeof(a));
+	a.o.threads = default_threads();
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
@@ -188,7 +198,10 @@ dg_cli_diff(int argc, char **argv)
 			a.o.threads = (unsigned)v;
 			break;
 		case 'f': a.o.allow_larger = 1; break;
-		case 'v': verbose = 1; break;
+		case 'v':
+			verbose = 1;
+			dg_log_set_level(DG_LOG_DEBUG);
+			break;
 		case 'h': diff_usage(stdout); return DG_EXIT_OK;
 		default: diff_usage(stderr); return DG_EXIT_USAGE;
 		}
@@ -231,6 +244,7 @@ dg_cli_diffgen(int argc, char **argv)
 		return DG_EXIT_USAGE;
 	}
 	memset(&a, 0, sizeof(a));
+	a.o.threads = default_threads();
 	a.source = argv[1];
 	a.target = argv[2];
 	a.delta = argv[3];

@@ -6,6 +6,12 @@
 
 #include "dg_bcj.h"
 
+static uint32_t
+rd32le_(const uint8_t *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
 #define X86_MS_BYTE_OK(b) ((((b) + 1) & 0xFE) == 0)
 
 static void
@@ -207,6 +213,128 @@ sparc_code(bool enc, uint8_t *buf, size_t size)
 	}
 }
 
+/* x86-64: besides calls and jumps, code refers to data through 32-bit
+ * RIP-relative displacements (ModRM mod=00 rm=101), and all of those change
+ * when code moves relative to data. Each candidate operand whose top byte is
+ * 0x00 or 0xFF (a displacement within +-16 MiB) is replaced by
+ * sext25(operand + position); the top byte stays 0x00/0xFF, the opcode and
+ * ModRM bytes are never changed and converted operands are skipped, so the
+ * decoder takes exactly the same decisions: the filter is a bijection. */
+static const uint8_t rip_op1[256] = {
+	[0x01] = 1, [0x03] = 1, [0x09] = 1, [0x0B] = 1, [0x21] = 1, [0x23] = 1,
+	[0x29] = 1, [0x2B] = 1, [0x31] = 1, [0x33] = 1, [0x39] = 1, [0x3B] = 1,
+	[0x63] = 1, [0x85] = 1, [0x87] = 1, [0x88] = 1, [0x89] = 1, [0x8A] = 1,
+	[0x8B] = 1, [0x8D] = 1, [0xFF] = 1, [0xC7] = 1, [0x83] = 1, [0x80] = 1,
+	[0x81] = 1, [0xC6] = 1, [0xF7] = 1, [0xD1] = 1,
+};
+static const uint8_t rip_op2[256] = {
+	[0x10] = 1, [0x11] = 1, [0x12] = 1, [0x16] = 1, [0x28] = 1, [0x29] = 1,
+	[0x2A] = 1, [0x2E] = 1, [0x2F] = 1, [0x51] = 1, [0x54] = 1, [0x56] = 1,
+	[0x57] = 1, [0x58] = 1, [0x59] = 1, [0x5A] = 1, [0x5C] = 1, [0x5E] = 1,
+	[0x6F] = 1, [0x7E] = 1, [0x7F] = 1, [0xAF] = 1, [0xB6] = 1, [0xB7] = 1,
+	[0xBE] = 1, [0xBF] = 1, [0xD6] = 1, [0xEF] = 1, [0xFE] = 1, [0xD4] = 1,
+};
+
+static void
+x64_convert(bool enc, uint8_t *p, uint32_t end)
+{
+	uint32_t v = rd32le_(p);
+
+	v = enc ? v + end : v - end;
+	v = (v & 0x01FFFFFFu) | ((v & 0x01000000u) ? 0xFE000000u : 0);
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+/* A candidate whose top byte fails the test is not converted, and then no
+ * later operand may cover that top byte (blocked): otherwise a conversion
+ * could change the byte the decoder tests. */
+static void
+x86_64_code(bool enc, uint8_t *buf, size_t size)
+{
+	size_t i = 0, os, end, blocked = 0;
+	uint8_t b;
+
+	while (i + 7 <= size) {
+		b = buf[i];
+		os = 0;
+		end = 0;
+		if (b == 0xE8 || b == 0xE9) {
+			os = i + 1;
+			end = i + 5;
+		} else if (rip_op1[b] && (buf[i + 1] & 0xC7) == 0x05) {
+			os = i + 2;
+			end = i + 6;
+		} else if (b == 0x0F && (buf[i + 1] & 0xF0) == 0x80) {
+			os = i + 2;
+			end = i + 6;
+		} else if (b == 0x0F && rip_op2[buf[i + 1]] && (buf[i + 2] & 0xC7) == 0x05) {
+			os = i + 3;
+			end = i + 7;
+		}
+		if (os && os >= blocked) {
+			if (buf[os + 3] == 0x00 || buf[os + 3] == 0xFF) {
+				x64_convert(enc, buf + os, (uint32_t)end);
+				i = end;
+				continue;
+			}
+			blocked = os + 4;
+		}
+		i++;
+	}
+}
+
+void
+dg_bcj_x64_predict(uint8_t *buf, size_t size, dg_bcj_shift_fn shift, void *ctx)
+{
+	size_t i = 0, os, end;
+	int64_t v, a, e2, a2, nv;
+	uint8_t b;
+
+	while (i + 7 <= size) {
+		b = buf[i];
+		os = 0;
+		end = 0;
+		if (b == 0xE8 || b == 0xE9) {
+			os = i + 1;
+			end = i + 5;
+		} else if (rip_op1[b] && (buf[i + 1] & 0xC7) == 0x05) {
+			os = i + 2;
+			end = i + 6;
+		} else if (b == 0x0F && (buf[i + 1] & 0xF0) == 0x80) {
+			os = i + 2;
+			end = i + 6;
+		} else if (b == 0x0F && rip_op2[buf[i + 1]] && (buf[i + 2] & 0xC7) == 0x05) {
+			os = i + 3;
+			end = i + 7;
+		}
+		if (!os) {
+			i++;
+			continue;
+		}
+		v = (int32_t)rd32le_(buf + os);
+		a = (int64_t)end + v;
+		if (a < 0 || a >= (int64_t)size) {
+			i++;
+			continue;
+		}
+		e2 = (int64_t)end + shift(ctx, os);
+		a2 = a + shift(ctx, (uint64_t)a);
+		nv = a2 - e2;
+		if (nv >= INT32_MIN && nv <= INT32_MAX) {
+			uint32_t u = (uint32_t)(int32_t)nv;
+
+			buf[os] = (uint8_t)u;
+			buf[os + 1] = (uint8_t)(u >> 8);
+			buf[os + 2] = (uint8_t)(u >> 16);
+			buf[os + 3] = (uint8_t)(u >> 24);
+		}
+		i = end;
+	}
+}
+
 static void
 code(dg_bcj_filter f, bool enc, uint8_t *buf, size_t size)
 {
@@ -217,6 +345,7 @@ code(dg_bcj_filter f, bool enc, uint8_t *buf, size_t size)
 	case DG_BCJ_ARM64: arm64_code(enc, buf, size); break;
 	case DG_BCJ_PPC: ppc_code(enc, buf, size); break;
 	case DG_BCJ_SPARC: sparc_code(enc, buf, size); break;
+	case DG_BCJ_X86_64: x86_64_code(enc, buf, size); break;
 	default: break;
 	}
 }
@@ -252,7 +381,9 @@ dg_bcj_guess(const uint8_t *buf, size_t size, dg_bcj_filter *out, size_t max)
 		machine = buf[5] == 2 ? ((unsigned)buf[18] << 8 | buf[19])
 				      : ((unsigned)buf[19] << 8 | buf[18]);
 		switch (machine) {
-		case 3: case 62: /* EM_386, EM_X86_64 */
+		case 62: /* EM_X86_64 */
+			n = add(out, n, max, DG_BCJ_X86_64); break;
+		case 3: /* EM_386 */
 			n = add(out, n, max, DG_BCJ_X86); break;
 		case 40: /* EM_ARM: ARM and Thumb code both occur */
 			n = add(out, n, max, DG_BCJ_ARMT);
@@ -276,7 +407,8 @@ dg_bcj_guess(const uint8_t *buf, size_t size, dg_bcj_filter *out, size_t max)
 const char *
 dg_bcj_name(dg_bcj_filter f)
 {
-	static const char *const names[] = { "none", "x86", "arm", "armthumb", "arm64", "powerpc", "sparc" };
+	static const char *const names[] = { "none", "x86", "arm", "armthumb", "arm64", "powerpc",
+					     "sparc", "x86-64" };
 
 	if ((unsigned)f < DG_BCJ_MAX_)
 		return names[f];

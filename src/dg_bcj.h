@@ -22,12 +22,22 @@ typedef enum dg_bcj_filter {
 	DG_BCJ_ARM64 = 4, /* AArch64: BL and ADRP */
 	DG_BCJ_PPC = 5,   /* PowerPC big-endian: B/BL with AA=0, LK=1 */
 	DG_BCJ_SPARC = 6, /* SPARC: CALL */
+	DG_BCJ_X86_64 = 7,/* x86-64, ours: call/jmp/jcc rel32 and RIP-relative
+	                   * disp32 of common instructions, to absolute */
 	DG_BCJ_MAX_
 } dg_bcj_filter;
 
 /* Convert buf[0..size) in place. An unknown filter leaves buf unchanged. */
 void dg_bcj_encode(dg_bcj_filter f, uint8_t *buf, size_t size);
 void dg_bcj_decode(dg_bcj_filter f, uint8_t *buf, size_t size);
+
+/* Relocation-aware prediction for x86-64 (not a bijection; both sides run
+ * it on the source): every call/jmp/jcc rel32 and RIP-relative disp32
+ * operand in buf[0..size) whose target lies inside the buffer is rewritten
+ * as if its instruction and its target had moved by shift(ctx, position),
+ * the displacement from source to target at that position. */
+typedef int64_t (*dg_bcj_shift_fn)(void *ctx, uint64_t pos);
+void dg_bcj_x64_predict(uint8_t *buf, size_t size, dg_bcj_shift_fn shift, void *ctx);
 
 /* Filters worth trying for buf (from an ELF or PE header), written to out
  * (at most max entries, DG_BCJ_NONE not included); returns the count. */

@@ -22,6 +22,8 @@
 #include "dg_bcj.h"
 #include "dg_bsdiff.h"
 #include "dg_delta.h"
+#include "dg_gzip.h"
+#include "dg_swu.h"
 #include "dg_log.h"
 #include "dg_util.h"
 
@@ -29,12 +31,16 @@
 #define MAGIC "DGDELTA\0"
 #define FORMAT_VERSION 1u
 #define HDR_SIZE 112u
-#define ITEM_SIZE 88u
-#define NPARTS 3
+#define ITEM_SIZE 108u
+#define NPARTS 4
 #define MAX_ITEMS (1u << 16)
 #define MAX_CTRL_RATIO 64 /* control bytes per target byte, generous */
 
-enum { KIND_RAW = 1, KIND_COPY = 2, KIND_BSDIFF = 3, KIND_ZPATCH = 4, KIND_MAX_ };
+enum { KIND_RAW = 1, KIND_COPY = 2, KIND_BSDIFF = 3, KIND_ZPATCH = 4, KIND_BSDIFF_X64 = 5,
+       KIND_ARCHIVE = 6, KIND_MAX_ };
+
+/* parts each kind uses; the others must be empty */
+static const unsigned kind_parts[KIND_MAX_] = { 0, 1, 0, 3, 1, 4, 1 };
 enum { CODEC_NONE = 0, CODEC_ZSTD = 1, CODEC_XZ = 2, CODEC_MAX_ };
 
 /* Streamed parts (control, diff, extra) are encoded with windows of at most
@@ -55,12 +61,50 @@ struct item {
 	struct part p[NPARTS];
 };
 
+/* Archive-aware deltas: the source is expanded (gzip members inflated)
+ * into E(S); the other items rebuild E(T) from E(S); E(T) is folded back
+ * into the target (gzip members recompressed with their parameters). */
+struct aseg {
+	uint8_t gz;
+	uint64_t clen, rlen;    /* bytes in the file; bytes expanded */
+	dg_gzip_params p;       /* target segments only */
+	uint8_t *hdr;           /* raw gzip header (target segments only) */
+	size_t hdrlen;
+};
+
+struct archive {
+	struct aseg *s, *t;
+	size_t ns, nt;
+	uint64_t es, er;        /* sizes of E(S) and E(T) */
+};
+
+#define SPEC_MAX (16u << 20)
+#define SEGS_MAX (4u * 65536u + 4u)
+
 struct header {
 	uint32_t version;
 	uint64_t src_size, tgt_size;
 	uint8_t src_sha[32], tgt_sha[32];
 	uint32_t nitems;
+	struct archive *ar;     /* when item 0 is KIND_ARCHIVE */
 };
+
+static void
+archive_free(struct archive *ar)
+{
+	if (!ar)
+		return;
+	for (size_t i = 0; i < ar->nt; i++)
+		free(ar->t[i].hdr);
+	free(ar->s);
+	free(ar->t);
+	free(ar);
+}
+
+struct din;
+static dg_err spec_load(const struct din *d, const struct part *p, const struct header *h,
+			struct archive **out);
+static uint64_t rd_varint(const uint8_t *p, size_t len, size_t *pos, int *bad);
 
 /* ---- little-endian helpers ---- */
 static void
@@ -157,11 +201,12 @@ parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct i
 	uint8_t *rc = NULL, *rec = NULL;
 	struct item *items = NULL;
 	uint32_t clen, rlen, i, k;
-	uint64_t pos, sum_out = 0;
+	uint64_t pos, sum_out = 0, ssz, tsz;
 	size_t got;
 	dg_err err;
 
 	*items_out = NULL;
+	h->ar = NULL;
 	if (d->size < 8)
 		return DG_ERR_DELTA_FORMAT;
 	if (d->size < HDR_SIZE) {
@@ -212,6 +257,8 @@ parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct i
 		}
 	}
 	pos = HDR_SIZE + (uint64_t)clen;
+	ssz = h->src_size;
+	tsz = h->tgt_size;
 	for (i = 0; i < h->nitems; i++) {
 		const uint8_t *r = rec + (size_t)i * ITEM_SIZE;
 		struct item *it = &items[i];
@@ -251,12 +298,30 @@ parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct i
 			p->off = pos;
 			pos += p->clen;
 		}
-		if (it->out_len > h->tgt_size - sum_out ||
-		    it->src_off > h->src_size || it->src_len > h->src_size - it->src_off) {
+		if (it->kind == KIND_ARCHIVE) {
+			/* only first; it spans both files and redefines the spaces
+			 * the following items work in */
+			if (i != 0 || it->filter || it->out_len != h->tgt_size || it->src_off ||
+			    it->src_len != h->src_size || it->p[1].clen || it->p[2].clen ||
+			    it->p[3].clen) {
+				err = DG_ERR_DELTA_CORRUPT;
+				goto fail;
+			}
+			if ((err = spec_load(d, &it->p[0], h, &h->ar)))
+				goto fail;
+			ssz = h->ar->es;
+			tsz = h->ar->er;
+			continue;
+		}
+		if (it->out_len > tsz - sum_out ||
+		    it->src_off > ssz || it->src_len > ssz - it->src_off) {
 			err = DG_ERR_DELTA_CORRUPT;
 			goto fail;
 		}
 		sum_out += it->out_len;
+		for (k = kind_parts[it->kind]; k < NPARTS; k++)
+			if (it->p[k].clen || it->p[k].rlen || it->p[k].codec)
+				err = DG_ERR_DELTA_CORRUPT;
 		switch (it->kind) {
 		case KIND_RAW:
 			if (it->p[0].rlen != it->out_len || it->p[1].clen || it->p[2].clen ||
@@ -269,6 +334,9 @@ parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct i
 				err = DG_ERR_DELTA_CORRUPT;
 			break;
 		case KIND_BSDIFF:
+		case KIND_BSDIFF_X64:
+			if (it->kind == KIND_BSDIFF_X64 && it->filter)
+				err = DG_ERR_DELTA_CORRUPT;
 			if (it->p[1].rlen > it->out_len ||
 			    it->p[1].rlen + it->p[2].rlen != it->out_len ||
 			    it->p[0].rlen / MAX_CTRL_RATIO > it->out_len + 1)
@@ -283,7 +351,7 @@ parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct i
 		if (err)
 			goto fail;
 	}
-	if (sum_out != h->tgt_size) {
+	if (sum_out != tsz) {
 		err = DG_ERR_DELTA_CORRUPT;
 		goto fail;
 	}
@@ -299,6 +367,8 @@ fail:
 	free(rc);
 	free(rec);
 	free(items);
+	archive_free(h->ar);
+	h->ar = NULL;
 	return err;
 }
 
@@ -561,6 +631,108 @@ preader_finish(struct preader *r)
 	return DG_OK;
 }
 
+/* ---- archive spec (part 0 of a KIND_ARCHIVE item), all varints:
+ *   ns, then per source segment: gz, clen[, rlen if gz]
+ *   nt, then per target segment: gz, rlen[, clen, level, mem_level,
+ *       strategy, window_bits, hdrlen, hdr bytes if gz] ---- */
+static dg_err
+spec_load(const struct din *d, const struct part *p, const struct header *h, struct archive **out)
+{
+	struct preader r;
+	struct archive *ar = NULL;
+	uint8_t *buf = NULL;
+	size_t pos = 0, len = (size_t)p->rlen, i;
+	uint64_t v[8], ssum = 0, tsum = 0;
+	int bad = 0;
+	dg_err err;
+
+	*out = NULL;
+	if (p->rlen == 0 || p->rlen > SPEC_MAX)
+		return DG_ERR_DELTA_CORRUPT;
+	if ((err = preader_open(&r, d, p, DG_DELTA_DEFAULT_MEM_LIMIT, 0)))
+		return err;
+	buf = malloc(len);
+	ar = calloc(1, sizeof(*ar));
+	if (!buf || !ar) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	if ((err = preader_read(&r, buf, len)) || (err = preader_finish(&r)))
+		goto fail;
+	err = DG_ERR_DELTA_CORRUPT;
+	ar->ns = (size_t)rd_varint(buf, len, &pos, &bad);
+	if (bad || ar->ns == 0 || ar->ns > SEGS_MAX || ar->ns > len)
+		goto fail;
+	if (!(ar->s = calloc(ar->ns, sizeof(*ar->s))))
+		goto nomem;
+	for (i = 0; i < ar->ns; i++) {
+		struct aseg *g = &ar->s[i];
+
+		v[0] = rd_varint(buf, len, &pos, &bad);
+		v[1] = rd_varint(buf, len, &pos, &bad);
+		v[2] = v[0] == 1 ? rd_varint(buf, len, &pos, &bad) : v[1];
+		if (bad || v[0] > 1 || v[1] > h->src_size - ssum || v[2] > (1ull << 42) ||
+		    ar->es + v[2] < ar->es)
+			goto fail;
+		g->gz = (uint8_t)v[0];
+		g->clen = v[1];
+		g->rlen = v[2];
+		ssum += g->clen;
+		ar->es += g->rlen;
+	}
+	ar->nt = (size_t)rd_varint(buf, len, &pos, &bad);
+	if (bad || ssum != h->src_size || ar->nt == 0 || ar->nt > SEGS_MAX || ar->nt > len)
+		goto fail;
+	if (!(ar->t = calloc(ar->nt, sizeof(*ar->t))))
+		goto nomem;
+	for (i = 0; i < ar->nt; i++) {
+		struct aseg *g = &ar->t[i];
+
+		v[0] = rd_varint(buf, len, &pos, &bad);
+		v[1] = rd_varint(buf, len, &pos, &bad);
+		if (bad || v[0] > 1 || v[1] > (1ull << 42))
+			goto fail;
+		g->gz = (uint8_t)v[0];
+		g->rlen = g->clen = v[1];
+		if (g->gz) {
+			for (int k = 2; k < 8; k++)
+				v[k] = rd_varint(buf, len, &pos, &bad);
+			if (bad || v[3] > 255 || v[4] > 255 || v[5] > 255 || v[6] > 255 ||
+			    v[7] < 10 || v[7] > len - pos)
+				goto fail;
+			g->clen = v[2];
+			g->p.level = (uint8_t)v[3];
+			g->p.mem_level = (uint8_t)v[4];
+			g->p.strategy = (uint8_t)v[5];
+			g->p.window_bits = (uint8_t)v[6];
+			if (dg_gzip_params_check(&g->p))
+				goto fail;
+			g->hdrlen = (size_t)v[7];
+			if (!(g->hdr = malloc(g->hdrlen)))
+				goto nomem;
+			memcpy(g->hdr, buf + pos, g->hdrlen);
+			pos += g->hdrlen;
+		}
+		if (g->clen > h->tgt_size - tsum || ar->er + g->rlen < ar->er)
+			goto fail;
+		tsum += g->clen;
+		ar->er += g->rlen;
+	}
+	if (tsum != h->tgt_size || pos != len)
+		goto fail;
+	free(buf);
+	preader_close(&r);
+	*out = ar;
+	return DG_OK;
+nomem:
+	err = DG_ERR_NOMEM;
+fail:
+	free(buf);
+	preader_close(&r);
+	archive_free(ar);
+	return err;
+}
+
 /* ---- applier ---- */
 struct applier {
 	const uint8_t *src;
@@ -761,8 +933,133 @@ fail:
 	return err;
 }
 
+/* ---- x86-64 prediction: the map is a first-pass control stream ---- */
+struct block {
+	uint64_t s0;
+	int64_t shift;
+};
+
+#ifndef XMAP_MIN_BLOCK
+#define XMAP_MIN_BLOCK 128
+#endif
+
+struct xmap {
+	struct block *b;
+	size_t n;
+};
+
+static int
+block_cmp(const void *x, const void *y)
+{
+	const struct block *a = x, *b = y;
+
+	if (a->s0 != b->s0)
+		return a->s0 < b->s0 ? -1 : 1;
+	return a->shift < b->shift ? -1 : a->shift > b->shift;
+}
+
+static int64_t
+xmap_shift(void *ctx, uint64_t pos)
+{
+	const struct xmap *m = ctx;
+	size_t lo = 0, hi = m->n;
+
+	/* the last block starting at or before pos */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (m->b[mid].s0 <= pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo ? m->b[lo - 1].shift : 0;
+}
+
+static uint64_t
+rd_varint(const uint8_t *p, size_t len, size_t *pos, int *bad)
+{
+	uint64_t v = 0;
+	unsigned shift = 0;
+	uint8_t b;
+
+	do {
+		if (*pos >= len || shift > 63) {
+			*bad = 1;
+			return 0;
+		}
+		b = p[(*pos)++];
+		v |= (uint64_t)(b & 0x7F) << shift;
+		shift += 7;
+	} while (b & 0x80);
+	return v;
+}
+
+/* Blocks (source offset, target minus source) from a control stream over a
+ * source of n bytes. DG_ERR_DELTA_CORRUPT when it leaves the source. */
 static dg_err
-apply_items(struct applier *a, const struct item *items)
+xmap_build(const uint8_t *ctrl, size_t len, uint64_t n, struct xmap *m)
+{
+	size_t pos = 0, cap = len / 3 + 1;
+	uint64_t add, copy, seek, tpos = 0;
+	int64_t spos = 0;
+	int bad = 0;
+
+	m->n = 0;
+	m->b = malloc(cap * sizeof(*m->b));
+	if (!m->b)
+		return DG_ERR_NOMEM;
+	while (pos < len) {
+		add = rd_varint(ctrl, len, &pos, &bad);
+		copy = rd_varint(ctrl, len, &pos, &bad);
+		seek = rd_varint(ctrl, len, &pos, &bad);
+		if (bad || spos < 0 || (uint64_t)spos > n || add > n - (uint64_t)spos ||
+		    add > (1ull << 40) || copy > (1ull << 40) || m->n >= cap) {
+			free(m->b);
+			m->b = NULL;
+			return DG_ERR_DELTA_CORRUPT;
+		}
+		/* short matches are as often chance as alignment */
+		if (add >= XMAP_MIN_BLOCK)
+			m->b[m->n++] = (struct block){ (uint64_t)spos, (int64_t)tpos - spos };
+		tpos += add + copy;
+		spos += (int64_t)add + (int64_t)((seek >> 1) ^ (0 - (seek & 1)));
+	}
+	qsort(m->b, m->n, sizeof(*m->b), block_cmp);
+	return DG_OK;
+}
+
+static dg_err
+apply_predict(struct applier *a, const struct item *it, uint8_t *s)
+{
+	struct preader r;
+	struct xmap m = { NULL, 0 };
+	uint8_t *map = NULL;
+	dg_err err;
+
+	if (it->p[3].rlen > a->mem_limit / 4)
+		return DG_ERR_DELTA_MEMLIMIT;
+	if ((err = preader_open(&r, a->d, &it->p[3], a->mem_limit, 0)))
+		return err;
+	map = malloc(it->p[3].rlen ? (size_t)it->p[3].rlen : 1);
+	if (!map) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	if ((err = preader_read(&r, map, (size_t)it->p[3].rlen)) || (err = preader_finish(&r)))
+		goto fail;
+	if ((err = xmap_build(map, (size_t)it->p[3].rlen, it->src_len, &m)))
+		goto fail;
+	dg_bcj_x64_predict(s, (size_t)it->src_len, xmap_shift, &m);
+fail:
+	free(m.b);
+	free(map);
+	preader_close(&r);
+	return err;
+}
+
+static dg_err
+apply_items(struct applier *a, const struct item *items, uint32_t nitems)
 {
 	uint64_t opos = 0;
 	uint32_t i;
@@ -771,7 +1068,7 @@ apply_items(struct applier *a, const struct item *items)
 	dg_err err = DG_OK;
 
 	memset(&s, 0, sizeof(s));
-	for (i = 0; i < a->h->nitems; i++) {
+	for (i = 0; i < nitems; i++) {
 		const struct item *it = &items[i];
 		uint8_t *out = a->out + opos;
 
@@ -802,6 +1099,14 @@ apply_items(struct applier *a, const struct item *items)
 		case KIND_ZPATCH:
 			err = apply_frame(a, it, src, out);
 			break;
+		case KIND_BSDIFF_X64:
+			if ((err = scratch_new(a, (size_t)it->src_len, &s)))
+				return err;
+			if (it->src_len)
+				memcpy(s.p, src, (size_t)it->src_len);
+			if ((err = apply_predict(a, it, s.p)) == DG_OK)
+				err = apply_bsdiff(a, it, s.p, out);
+			break;
 		default:
 			err = DG_ERR_DELTA_RECIPE;
 			break;
@@ -814,6 +1119,103 @@ apply_items(struct applier *a, const struct item *items)
 		opos += it->out_len;
 	}
 	return check_cancel(a);
+}
+
+/* Bounded writer into a buffer, for inflate and recompression callbacks. */
+struct bw {
+	uint8_t *p;
+	uint64_t pos, cap;
+};
+
+static dg_err
+bw_write(void *arg, const void *data, size_t len)
+{
+	struct bw *b = arg;
+
+	if (len > b->cap - b->pos)
+		return DG_ERR_DELTA_CORRUPT;
+	memcpy(b->p + b->pos, data, len);
+	b->pos += len;
+	return DG_OK;
+}
+
+/* Expand the source per the spec into dst (es bytes). */
+static dg_err
+archive_expand(const struct archive *ar, const uint8_t *src, uint8_t *dst)
+{
+	uint64_t in = 0, out = 0, rl;
+	struct bw b;
+	dg_err err;
+
+	for (size_t i = 0; i < ar->ns; i++) {
+		const struct aseg *g = &ar->s[i];
+
+		if (!g->gz) {
+			memcpy(dst + out, src + in, (size_t)g->clen);
+		} else {
+			b = (struct bw){ dst + out, 0, g->rlen };
+			err = dg_gzip_inflate(src + in, (size_t)g->clen, bw_write, &b, &rl);
+			if (err || rl != g->rlen)
+				return DG_ERR_DELTA_CORRUPT;
+		}
+		in += g->clen;
+		out += g->rlen;
+	}
+	return DG_OK;
+}
+
+static dg_err
+apply_archive(struct applier *a, const struct item *items)
+{
+	const struct archive *ar = a->h->ar;
+	struct scratch es, er;
+	const uint8_t *src = a->src;
+	uint8_t *out = a->out;
+	uint64_t in = 0, opos = 0;
+	dg_gzip_stream *gs = NULL;
+	struct bw b;
+	dg_err err;
+
+	memset(&es, 0, sizeof(es));
+	memset(&er, 0, sizeof(er));
+	if ((err = scratch_new(a, (size_t)ar->es, &es)) || (err = scratch_new(a, (size_t)ar->er, &er)))
+		goto fail;
+	if ((err = archive_expand(ar, src, es.p)))
+		goto fail;
+	a->src = es.p;
+	a->out = er.p;
+	err = apply_items(a, items + 1, a->h->nitems - 1);
+	a->src = src;
+	a->out = out;
+	if (err)
+		goto fail;
+	for (size_t i = 0; i < ar->nt; i++) {
+		const struct aseg *g = &ar->t[i];
+
+		if (!g->gz) {
+			memcpy(out + opos, er.p + in, (size_t)g->rlen);
+		} else {
+			b = (struct bw){ out + opos, 0, g->clen };
+			gs = dg_gzip_stream_new(&g->p, g->hdr, g->hdrlen, bw_write, &b, &err);
+			if (!gs || (err = dg_gzip_stream_write(gs, er.p + in, (size_t)g->rlen)) ||
+			    (err = dg_gzip_stream_finish(gs)) || b.pos != g->clen) {
+				/* recompression does not give the member back */
+				err = err == DG_ERR_NOMEM ? err : DG_ERR_DELTA_TARGET;
+				goto fail;
+			}
+			dg_gzip_stream_free(gs);
+			gs = NULL;
+		}
+		in += g->rlen;
+		opos += g->clen;
+		if ((err = check_cancel(a)))
+			goto fail;
+	}
+fail:
+	dg_gzip_stream_free(gs);
+	scratch_free(&es);
+	scratch_free(&er);
+	return err;
 }
 
 /* Parse, check the source, rebuild into out (tgt_size bytes), check the
@@ -851,7 +1253,11 @@ apply_core(const uint8_t *src, size_t src_len, const struct din *d,
 	a.out = get_out(ctx, h.tgt_size, &err);
 	if (err)
 		goto fail;
-	if ((err = apply_items(&a, items)))
+	if (h.ar)
+		err = apply_archive(&a, items);
+	else
+		err = apply_items(&a, items, h.nitems);
+	if (err)
 		goto fail;
 	if ((err = sha256(a.out, (size_t)h.tgt_size, sha)))
 		goto fail;
@@ -859,6 +1265,7 @@ apply_core(const uint8_t *src, size_t src_len, const struct din *d,
 		err = DG_ERR_DELTA_TARGET;
 fail:
 	free(items);
+	archive_free(h.ar);
 	return err;
 }
 
@@ -1098,6 +1505,8 @@ kind_name(unsigned k)
 	case KIND_COPY: return "copy";
 	case KIND_BSDIFF: return "bsdiff";
 	case KIND_ZPATCH: return "zstd-patch-from";
+	case KIND_BSDIFF_X64: return "bsdiff-x86-64-predict";
+	case KIND_ARCHIVE: return "archive";
 	default: return "unknown";
 	}
 }
@@ -1145,10 +1554,10 @@ dg_delta_inspect_file(const char *path, dg_delta_info **out)
 	for (i = 0; i < info->h.nitems; i++) {
 		const struct item *it = &info->items[i];
 
-		if (it->kind == KIND_BSDIFF)
-			snprintf(info->codecs[i], sizeof(info->codecs[i]), "%s,%s,%s",
+		if (it->kind == KIND_BSDIFF || it->kind == KIND_BSDIFF_X64)
+			snprintf(info->codecs[i], sizeof(info->codecs[i]), "%s,%s,%s,%s",
 				 codec_name(it->p[0].codec), codec_name(it->p[1].codec),
-				 codec_name(it->p[2].codec));
+				 codec_name(it->p[2].codec), codec_name(it->p[3].codec));
 		else if (it->kind == KIND_COPY)
 			snprintf(info->codecs[i], sizeof(info->codecs[i]), "-");
 		else
@@ -1172,6 +1581,7 @@ dg_delta_info_free(dg_delta_info *info)
 		return;
 	free(info->items);
 	free(info->codecs);
+	archive_free(info->h.ar);
 	free(info);
 }
 
@@ -1193,7 +1603,7 @@ dg_delta_info_item(const dg_delta_info *info, size_t i, dg_delta_item_info *out)
 	out->out_len = it->out_len;
 	out->src_off = it->src_off;
 	out->src_len = it->src_len;
-	out->payload = it->p[0].clen + it->p[1].clen + it->p[2].clen;
+	out->payload = it->p[0].clen + it->p[1].clen + it->p[2].clen + it->p[3].clen;
 	out->codecs = info->codecs[i];
 }
 
@@ -1334,7 +1744,7 @@ item_free(struct item *it)
 static uint64_t
 item_payload(const struct item *it)
 {
-	return it->p[0].clen + it->p[1].clen + it->p[2].clen;
+	return it->p[0].clen + it->p[1].clen + it->p[2].clen + it->p[3].clen;
 }
 
 /* A candidate recipe: items covering the whole target. */
@@ -1450,11 +1860,18 @@ struct gen {
 	const uint8_t *src, *tgt;
 	size_t n, m;
 	int level;
+	int final; /* 0: fast estimates to rank candidates; 1: the real thing */
 	const dg_delta_diff_opts *o;
 	struct job *jobs;
 	size_t njobs, next;
 	pthread_mutex_t lock;
 };
+
+/* Candidates are ranked on fast zstd sizes; only the winner is compressed
+ * at the requested level and with xz tried per part. */
+#define ESTIMATE_LEVEL 3
+#define LEVEL(g) ((g)->final ? (g)->level : ESTIMATE_LEVEL)
+#define XZ(g) ((g)->final)
 
 static void
 run_bsdiff(struct gen *g, struct job *j)
@@ -1470,11 +1887,62 @@ run_bsdiff(struct gen *g, struct job *j)
 	it->out_len = j->len;
 	it->src_off = 0;
 	it->src_len = j->sn;
-	if ((err = compress_part(ctrl.data, ctrl.len, g->level, 1, 1, &it->p[0])) ||
-	    (err = compress_part(diff.data, diff.len, g->level, 1, !big, &it->p[1])) ||
-	    (err = compress_part(extra.data, extra.len, g->level, 1, !big, &it->p[2])))
+	if ((err = compress_part(ctrl.data, ctrl.len, LEVEL(g), 1, XZ(g), &it->p[0])) ||
+	    (err = compress_part(diff.data, diff.len, LEVEL(g), 1, XZ(g) && !big, &it->p[1])) ||
+	    (err = compress_part(extra.data, extra.len, LEVEL(g), 1, XZ(g) && !big, &it->p[2])))
 		goto out;
 out:
+	dg_buf_free(&ctrl);
+	dg_buf_free(&diff);
+	dg_buf_free(&extra);
+	j->err = err;
+}
+
+/* First pass against the plain source gives the map; the source is then
+ * rewritten with every branch and RIP-relative operand moved as the map
+ * predicts, and the target diffed against that prediction. */
+static void
+run_predict(struct gen *g, struct job *j)
+{
+	struct item *it = &j->plan->items[0];
+	dg_buf ctrl1, diff1, extra1, ctrl, diff, extra;
+	dg_bsdiff_index *idx = NULL;
+	struct xmap m = { NULL, 0 };
+	uint8_t *ps = NULL;
+	dg_err err;
+
+	memset(&ctrl, 0, sizeof(ctrl));
+	memset(&diff, 0, sizeof(diff));
+	memset(&extra, 0, sizeof(extra));
+	if ((err = dg_bsdiff_diff(j->idx, j->t, j->len, &ctrl1, &diff1, &extra1)))
+		goto out;
+	dg_buf_free(&diff1);
+	dg_buf_free(&extra1);
+	if ((err = xmap_build(ctrl1.data, ctrl1.len, j->sn, &m)))
+		goto out;
+	ps = malloc(j->sn ? j->sn : 1);
+	if (!ps) {
+		err = DG_ERR_NOMEM;
+		goto out;
+	}
+	memcpy(ps, j->s, j->sn);
+	dg_bcj_x64_predict(ps, j->sn, xmap_shift, &m);
+	if ((err = dg_bsdiff_index_new(ps, j->sn, &idx)) ||
+	    (err = dg_bsdiff_diff(idx, j->t, j->len, &ctrl, &diff, &extra)))
+		goto out;
+	it->kind = KIND_BSDIFF_X64;
+	it->out_len = j->len;
+	it->src_len = j->sn;
+	if ((err = compress_part(ctrl.data, ctrl.len, LEVEL(g), 1, XZ(g), &it->p[0])) ||
+	    (err = compress_part(diff.data, diff.len, LEVEL(g), 1, XZ(g), &it->p[1])) ||
+	    (err = compress_part(extra.data, extra.len, LEVEL(g), 1, XZ(g), &it->p[2])) ||
+	    (err = compress_part(ctrl1.data, ctrl1.len, LEVEL(g), 1, XZ(g), &it->p[3])))
+		goto out;
+out:
+	dg_bsdiff_index_free(idx);
+	free(ps);
+	free(m.b);
+	dg_buf_free(&ctrl1);
 	dg_buf_free(&ctrl);
 	dg_buf_free(&diff);
 	dg_buf_free(&extra);
@@ -1485,7 +1953,7 @@ static void
 run_zpatch(struct gen *g, struct job *j)
 {
 	struct item *it = &j->plan->items[0];
-	int level = g->level;
+	int level = LEVEL(g);
 
 	/* level 19 with a long window is ~1 MB/s: trade a little size for
 	 * time on large images */
@@ -1507,7 +1975,7 @@ run_raw(struct gen *g, struct job *j)
 
 	it->kind = KIND_RAW;
 	it->out_len = j->len;
-	j->err = compress_part(j->t, j->len, g->level > 19 ? 19 : g->level, 0, 0, &it->p[0]);
+	j->err = compress_part(j->t, j->len, LEVEL(g) > 19 ? 19 : LEVEL(g), 0, 0, &it->p[0]);
 	if (!j->err && it->p[0].codec != CODEC_ZSTD && it->out_len) {
 		/* RAW items are zstd frames or stored: compress_part may only
 		 * have chosen stored here (xz was not tried) */
@@ -1583,21 +2051,22 @@ progress(const dg_delta_diff_opts *o, uint64_t done, uint64_t total)
 		o->progress(o->progress_arg, done, total);
 }
 
-dg_err
-dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
-		  const dg_delta_diff_opts *opts, uint8_t **out, size_t *out_len,
-		  dg_delta_diff_stats *stats)
+static dg_err
+diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
+	   const dg_delta_diff_opts *opts, uint8_t **out, size_t *out_len,
+	   dg_delta_diff_stats *stats)
 {
 	struct gen g;
 	dg_bcj_filter filters[MAX_VARIANTS];
 	size_t nf, nv, v, c, nchunks, chunk, njobs = 0, i, best = SIZE_MAX;
 	uint8_t *fs[MAX_VARIANTS] = { 0 }, *ft[MAX_VARIANTS] = { 0 };
 	dg_bsdiff_index *idx[MAX_VARIANTS] = { 0 };
-	struct plan plans[MAX_VARIANTS + 2];
+	struct plan plans[MAX_VARIANTS + 3];
 	struct job *jobs = NULL;
 	unsigned threads = opts && opts->threads > 1 ? opts->threads : 1;
 	uint8_t *buf = NULL, *check = NULL;
-	size_t buflen = 0, checklen = 0, nplans = 0;
+	size_t buflen = 0, checklen = 0, nplans = 0, nextra;
+	int predict;
 	uint64_t ctarget;
 	dg_delta_apply_opts ao;
 	dg_err err = DG_OK;
@@ -1632,6 +2101,11 @@ dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 	 * the target is filtered chunk by chunk as the applier decodes it */
 	filters[0] = DG_BCJ_NONE;
 	nf = dg_bcj_guess(tgt, m, filters + 1, MAX_VARIANTS - 1);
+	/* x86-64 code: the relocation-aware prediction replaces the filter,
+	 * which measured worse than no filter on every pair we tried */
+	predict = nf > 0 && filters[1] == DG_BCJ_X86_64;
+	if (predict)
+		nf = 0;
 	fs[0] = (uint8_t *)src;
 	ft[0] = (uint8_t *)tgt;
 	nv = 1;
@@ -1698,8 +2172,11 @@ dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 		goto fail;
 	progress(opts, 1, 4);
 
-	nplans = nv + 2;
-	jobs = calloc(nv * nchunks + 2, sizeof(*jobs));
+	/* extra single-item plans: zstd patch-from, x86-64 prediction (for
+	 * x86-64 executables), and last the raw target (the yardstick) */
+	nextra = 2 + predict;
+	nplans = nv + nextra;
+	jobs = calloc(nv * nchunks + nextra, sizeof(*jobs));
 	if (!jobs) {
 		err = DG_ERR_NOMEM;
 		goto fail;
@@ -1728,7 +2205,7 @@ dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 			j->len = (c + 1) * chunk < m ? chunk : m - j->off;
 		}
 	}
-	for (i = nv; i < nv + 2; i++) {
+	for (i = nv; i < nplans; i++) {
 		struct job *j = &jobs[njobs++];
 
 		plans[i].items = calloc(1, sizeof(struct item));
@@ -1742,9 +2219,13 @@ dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 		j->sn = n;
 		j->t = ft[0];
 		j->len = m;
+		j->idx = idx[0];
 		if (i == nv) {
 			j->run = run_zpatch;
 			snprintf(plans[i].method, sizeof(plans[i].method), "zstd-patch-from");
+		} else if (i < nplans - 1) {
+			j->run = run_predict;
+			snprintf(plans[i].method, sizeof(plans[i].method), "bsdiff+x86-64-predict");
 		} else {
 			j->run = run_raw;
 			snprintf(plans[i].method, sizeof(plans[i].method), "raw");
@@ -1758,11 +2239,56 @@ dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 		plans[i].size = HDR_SIZE + plans[i].n * ITEM_SIZE;
 		for (c = 0; c < plans[i].n; c++)
 			plans[i].size += item_payload(&plans[i].items[c]);
+		dg_log_debug("candidate %s: %llu bytes (%llu+%llu+%llu in item 0)", plans[i].method,
+			     (unsigned long long)plans[i].size,
+			     (unsigned long long)plans[i].items[0].p[0].clen,
+			     (unsigned long long)plans[i].items[0].p[1].clen,
+			     (unsigned long long)plans[i].items[0].p[2].clen);
 		if (best == SIZE_MAX || plans[i].size < plans[best].size)
 			best = i;
 	}
-	/* the raw plan's payload is the zstd-compressed target: the yardstick */
+	/* rebuild the winner for real: its jobs again, fully compressed */
+	if (best != nplans - 1) {
+		size_t nj = 0;
+
+		for (c = 0; c < plans[best].n; c++)
+			item_free(&plans[best].items[c]);
+		memset(plans[best].items, 0, plans[best].n * sizeof(struct item));
+		for (i = 0; i < njobs; i++)
+			if (jobs[i].plan == &plans[best]) {
+				if (best < nv)
+					plans[best].items[jobs[i].item].filter = (uint8_t)filters[best];
+				jobs[nj] = jobs[i];
+				jobs[nj++].err = DG_OK;
+			}
+		njobs = nj;
+		g.final = 1;
+		if ((err = run_jobs(&g, jobs, njobs, threads)))
+			goto fail;
+		g.final = 0;
+	}
+	/* the raw plan's payload is the zstd-compressed target: the yardstick,
+	 * at the full level unless the delta is clearly below it */
 	ctarget = item_payload(&plans[nplans - 1].items[0]);
+	plans[best].size = HDR_SIZE + plans[best].n * ITEM_SIZE;
+	for (c = 0; c < plans[best].n; c++)
+		plans[best].size += item_payload(&plans[best].items[c]);
+	if (plans[best].size > ctarget / 2 || best == nplans - 1) {
+		struct job rj;
+
+		memset(&rj, 0, sizeof(rj));
+		item_free(&plans[nplans - 1].items[0]);
+		memset(&plans[nplans - 1].items[0], 0, sizeof(struct item));
+		rj.run = run_raw;
+		rj.plan = &plans[nplans - 1];
+		rj.t = tgt;
+		rj.len = m;
+		g.final = 1;
+		run_raw(&g, &rj);
+		if ((err = rj.err))
+			goto fail;
+		ctarget = item_payload(&plans[nplans - 1].items[0]);
+	}
 	if (stats) {
 		memset(stats, 0, sizeof(*stats));
 		stats->compressed_target = ctarget;
@@ -1797,7 +2323,7 @@ dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 fail:
 	free(buf);
 	free(check);
-	for (i = 0; i < nplans && i < MAX_VARIANTS + 2; i++)
+	for (i = 0; i < nplans && i < MAX_VARIANTS + 3; i++)
 		plan_free(&plans[i]);
 	free(jobs);
 	for (v = 0; v < MAX_VARIANTS; v++) {
@@ -1838,5 +2364,315 @@ fail:
 		munmap((void *)src, n);
 	if (tgt)
 		munmap((void *)tgt, m);
+	return err;
+}
+
+/* ---- archive-aware generation ---- */
+struct segv {
+	struct aseg *v;
+	size_t n, cap;
+	uint64_t elen;
+	int ngz;
+};
+
+static dg_err
+segv_add(struct segv *sv, const struct aseg *g)
+{
+	struct aseg *p;
+
+	if (!g->gz && sv->n && !sv->v[sv->n - 1].gz) {
+		sv->v[sv->n - 1].clen += g->clen;
+		sv->v[sv->n - 1].rlen += g->rlen;
+	} else {
+		if (sv->n == sv->cap) {
+			sv->cap = sv->cap ? 2 * sv->cap : 16;
+			p = realloc(sv->v, sv->cap * sizeof(*p));
+			if (!p)
+				return DG_ERR_NOMEM;
+			sv->v = p;
+		}
+		sv->v[sv->n++] = *g;
+		sv->ngz += g->gz;
+	}
+	sv->elen += g->rlen;
+	return DG_OK;
+}
+
+static void
+segv_free(struct segv *sv)
+{
+	for (size_t i = 0; i < sv->n; i++)
+		free(sv->v[i].hdr);
+	free(sv->v);
+	memset(sv, 0, sizeof(*sv));
+}
+
+/* One stretch of the file: a gzip member if it is one that can be
+ * expanded (source) or rebuilt bit for bit (target), else plain bytes. */
+static dg_err
+scan_region(const uint8_t *p, size_t len, int target, struct segv *sv)
+{
+	dg_gzip_info info;
+	struct aseg g;
+	dg_err e;
+
+	memset(&g, 0, sizeof(g));
+	if (len >= 18 && dg_gzip_is_gzip(p, len)) {
+		e = dg_gzip_probe(p, len, &info);
+		if ((e == DG_OK || (!target && e == DG_ERR_GZIP_NOT_REPRODUCIBLE)) &&
+		    info.member_len == len && info.raw_len < (1ull << 40)) {
+			g.gz = 1;
+			g.clen = len;
+			g.rlen = info.raw_len;
+			if (target) {
+				g.p = info.params;
+				g.hdrlen = info.header.len;
+				g.hdr = malloc(g.hdrlen);
+				if (!g.hdr)
+					return DG_ERR_NOMEM;
+				memcpy(g.hdr, info.header.raw, g.hdrlen);
+			}
+			return segv_add(sv, &g);
+		}
+	}
+	g.clen = g.rlen = len;
+	return segv_add(sv, &g);
+}
+
+/* Segments of a .swu (per member), a gzip file, or one plain segment. */
+static dg_err
+scan_file(const uint8_t *buf, size_t len, int target, struct segv *sv)
+{
+	dg_swu *swu;
+	dg_err err = DG_OK;
+	uint64_t cur = 0;
+	struct aseg g;
+
+	memset(sv, 0, sizeof(*sv));
+	swu = len >= DG_SWU_HDR_LEN ? dg_swu_parse(buf, len, &err, NULL, 0) : NULL;
+	if (swu) {
+		for (size_t i = 0; i < dg_swu_count(swu) && !err; i++) {
+			const dg_swu_member *mb = dg_swu_member_at(swu, i);
+
+			memset(&g, 0, sizeof(g));
+			g.clen = g.rlen = mb->data_offset - cur;
+			if ((err = segv_add(sv, &g)))
+				break;
+			err = scan_region(buf + mb->data_offset, mb->size, target, sv);
+			cur = mb->data_offset + mb->size;
+		}
+		dg_swu_free(swu);
+		if (!err && cur < len) {
+			memset(&g, 0, sizeof(g));
+			g.clen = g.rlen = len - cur;
+			err = segv_add(sv, &g);
+		}
+	} else if (len) {
+		err = scan_region(buf, len, target, sv);
+	}
+	if (err)
+		segv_free(sv);
+	return err;
+}
+
+static dg_err
+spec_encode(const struct segv *ss, const struct segv *ts, dg_buf *b)
+{
+	dg_err err = DG_OK;
+	size_t i;
+
+	memset(b, 0, sizeof(*b));
+	if ((err = dg_buf_varint(b, ss->n)))
+		goto fail;
+	for (i = 0; i < ss->n && !err; i++) {
+		err = dg_buf_varint(b, ss->v[i].gz);
+		if (!err)
+			err = dg_buf_varint(b, ss->v[i].clen);
+		if (!err && ss->v[i].gz)
+			err = dg_buf_varint(b, ss->v[i].rlen);
+	}
+	if (!err)
+		err = dg_buf_varint(b, ts->n);
+	for (i = 0; i < ts->n && !err; i++) {
+		const struct aseg *g = &ts->v[i];
+
+		if ((err = dg_buf_varint(b, g->gz)) || (err = dg_buf_varint(b, g->rlen)))
+			break;
+		if (g->gz && ((err = dg_buf_varint(b, g->clen)) ||
+			      (err = dg_buf_varint(b, g->p.level)) ||
+			      (err = dg_buf_varint(b, g->p.mem_level)) ||
+			      (err = dg_buf_varint(b, g->p.strategy)) ||
+			      (err = dg_buf_varint(b, g->p.window_bits)) ||
+			      (err = dg_buf_varint(b, g->hdrlen)) ||
+			      (err = dg_buf_append(b, g->hdr, g->hdrlen))))
+			break;
+	}
+fail:
+	if (err)
+		dg_buf_free(b);
+	return err;
+}
+
+static dg_err
+expand(const uint8_t *buf, const struct segv *sv, uint8_t **out)
+{
+	struct archive ar;
+
+	memset(&ar, 0, sizeof(ar));
+	ar.s = sv->v;
+	ar.ns = sv->n;
+	*out = malloc(sv->elen ? (size_t)sv->elen : 1);
+	if (!*out)
+		return DG_ERR_NOMEM;
+	if (archive_expand(&ar, buf, *out) != DG_OK) {
+		free(*out);
+		*out = NULL;
+		return DG_ERR_INTERNAL;
+	}
+	return DG_OK;
+}
+
+/* The delta from src to tgt through their expansions: item 0 carries the
+ * spec, the rest are the items of a plain delta from E(src) to E(tgt). */
+static dg_err
+diff_archive(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
+	     const struct segv *ss, const struct segv *ts, const dg_delta_diff_opts *opts,
+	     uint8_t **out, size_t *out_len, dg_delta_diff_stats *stats)
+{
+	uint8_t *es = NULL, *et = NULL, *ib = NULL;
+	size_t il = 0, i;
+	dg_delta_diff_opts io;
+	dg_delta_diff_stats ist;
+	struct din d;
+	struct header ih;
+	struct item *iitems = NULL;
+	struct plan pl;
+	dg_buf spec;
+	dg_err err;
+
+	memset(&pl, 0, sizeof(pl));
+	memset(&spec, 0, sizeof(spec));
+	memset(&ih, 0, sizeof(ih));
+	if ((err = expand(src, ss, &es)) || (err = expand(tgt, ts, &et)))
+		goto fail;
+	io = opts ? *opts : (dg_delta_diff_opts){ 0 };
+	io.allow_larger = 1;
+	io.progress = NULL;
+	if ((err = diff_plain(es, (size_t)ss->elen, et, (size_t)ts->elen, &io, &ib, &il, &ist)))
+		goto fail;
+	d = (struct din){ ib, -1, il };
+	if ((err = parse_delta(&d, 0, &ih, &iitems)))
+		goto fail;
+	pl.n = ih.nitems + 1;
+	pl.items = calloc(pl.n, sizeof(struct item));
+	if (!pl.items || (err = spec_encode(ss, ts, &spec))) {
+		err = err ? err : DG_ERR_NOMEM;
+		goto fail;
+	}
+	pl.items[0].kind = KIND_ARCHIVE;
+	pl.items[0].out_len = m;
+	pl.items[0].src_len = n;
+	if ((err = compress_part(spec.data, spec.len, 19, 1, 0, &pl.items[0].p[0])))
+		goto fail;
+	for (i = 0; i < ih.nitems; i++) {
+		struct item *it = &pl.items[i + 1];
+
+		*it = iitems[i];
+		for (int k = 0; k < NPARTS; k++) {
+			memset(&it->p[k].comp, 0, sizeof(dg_buf));
+			if (it->p[k].clen &&
+			    (err = dg_buf_append(&it->p[k].comp, ib + iitems[i].p[k].off,
+						 (size_t)iitems[i].p[k].clen)))
+				goto fail;
+		}
+	}
+	snprintf(pl.method, sizeof(pl.method), "archive(%d gzip)+%.24s", ts->ngz, ist.method);
+	err = serialize(src, n, tgt, m, &pl, out, out_len);
+	if (!err && stats) {
+		*stats = ist;
+		snprintf(stats->method, sizeof(stats->method), "%s", pl.method);
+		stats->items = (unsigned)pl.n;
+	}
+fail:
+	plan_free(&pl);
+	dg_buf_free(&spec);
+	free(iitems);
+	archive_free(ih.ar);
+	free(ib);
+	free(es);
+	free(et);
+	return err;
+}
+
+dg_err
+dg_delta_diff_mem(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
+		  const dg_delta_diff_opts *opts, uint8_t **out, size_t *out_len,
+		  dg_delta_diff_stats *stats)
+{
+	struct segv ss, ts;
+	uint8_t *check = NULL, *ct = NULL;
+	size_t checklen = 0, cl;
+	dg_delta_apply_opts ao;
+	int level = opts && opts->level > 0 ? opts->level : 19;
+	dg_err err;
+
+	*out = NULL;
+	*out_len = 0;
+	memset(&ss, 0, sizeof(ss));
+	memset(&ts, 0, sizeof(ts));
+	if (!src)
+		src = (const uint8_t *)"";
+	if (!tgt)
+		tgt = (const uint8_t *)"";
+	if ((err = scan_file(tgt, m, 1, &ts)))
+		return err;
+	if (ts.ngz == 0) {
+		segv_free(&ts);
+		return diff_plain(src, n, tgt, m, opts, out, out_len, stats);
+	}
+	/* archive-aware: gzip members of the target are diffed decompressed */
+	if ((err = scan_file(src, n, 0, &ss)) ||
+	    (err = diff_archive(src, n, tgt, m, &ss, &ts, opts, out, out_len, stats)))
+		goto fail;
+	memset(&ao, 0, sizeof(ao));
+	ao.mem_limit = SIZE_MAX;
+	err = dg_delta_apply_mem(src, n, *out, *out_len, &ao, &check, &checklen);
+	if (err || checklen != m || (m && memcmp(check, tgt, m) != 0)) {
+		dg_log_err("self-check of the generated delta failed (%s)",
+			   err ? dg_strerror(err) : "output differs");
+		err = DG_ERR_DELTA_VERIFY;
+		goto fail;
+	}
+	/* the yardstick: zstd of the target (gzip members compress little) */
+	cl = ZSTD_compressBound(m);
+	ct = malloc(cl);
+	if (!ct) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	cl = ZSTD_compress(ct, cl, tgt, m, *out_len > m / 4 ? level : ESTIMATE_LEVEL);
+	if (ZSTD_isError(cl)) {
+		err = DG_ERR_DELTA_CODEC;
+		goto fail;
+	}
+	if (stats) {
+		stats->compressed_target = cl;
+		stats->delta_size = *out_len;
+	}
+	if (*out_len > cl && !(opts && opts->allow_larger)) {
+		dg_log_err("delta (%zu bytes) would not be smaller than the compressed target (%zu bytes)",
+			   *out_len, cl);
+		err = DG_ERR_DELTA_NOGAIN;
+	}
+fail:
+	if (err) {
+		free(*out);
+		*out = NULL;
+		*out_len = 0;
+	}
+	free(ct);
+	free(check);
+	segv_free(&ss);
+	segv_free(&ts);
 	return err;
 }

@@ -97,6 +97,7 @@ check_PROGRAMS += tests/fetch_driver
 tests_fetch_driver_SOURCES = tests/fetch_driver.c
 tests_fetch_driver_CFLAGS = $(src_libdgcore_la_CFLAGS)
 tests_fetch_driver_LDADD = proxy/libdgproxy.la src/libdgcore.la
+# delta CLI (issue 6)
 # --- delta (issue 6)
 INTEGRATION_TESTS += tests/integration/45-manifest-cli.sh
 

@@ -85,6 +85,32 @@ if cmp -s "$W/dgout" "$W/tgt" && cmp -s "$W/dg.recomp" "$W/tgt"; then ok "diffge
 check "diffgen with a missing source exits 1" 1 "$DG" diffgen "$W/nope" "$W/tgt" "$W/x" "$W/logs/a" "$W/work/b" "$W/y"
 if grep -q "failed" "$W/logs/a/deltagate-diffgen.log"; then ok "diffgen logs the failure"; else nok "diffgen logs the failure"; fi
 
+# .swu with a gzip'd image: diffed decompressed, rebuilt bit for bit
+mkdir -p "$W/s1" "$W/s2"
+printf 'software = { version = "1.0"; };\n' >"$W/s1/sw-description"
+printf 'software = { version = "2.0"; };\n' >"$W/s2/sw-description"
+python3 - "$W/src" "$W/tgt" "$W/s1/rootfs.gz" "$W/s2/rootfs.gz" <<'PY'
+import sys, zlib
+def gz(data):  # gzip member made by zlib, as image build tools do
+    c = zlib.compressobj(9, zlib.DEFLATED, -15, 8)
+    body = c.compress(data) + c.flush()
+    return (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03" + body +
+            (zlib.crc32(data) & 0xffffffff).to_bytes(4, "little") + (len(data) & 0xffffffff).to_bytes(4, "little"))
+open(sys.argv[3], "wb").write(gz(open(sys.argv[1], "rb").read()))
+open(sys.argv[4], "wb").write(gz(open(sys.argv[2], "rb").read()))
+PY
+(cd "$W/s1" && printf 'sw-description\nrootfs.gz\n' | cpio -o -H newc --quiet >"$W/a.swu")
+(cd "$W/s2" && printf 'sw-description\nrootfs.gz\n' | cpio -o -H newc --quiet >"$W/b.swu")
+check "swu diff exits 0" 0 "$DG" diff "$W/a.swu" "$W/b.swu" "$W/swu.delta" --recompressed-target "$W/rec.swu"
+ssz=$(wc -c <"$W/swu.delta"); bsz=$(wc -c <"$W/b.swu")
+# archive-awareness costs (almost) nothing: about the plain images' delta
+if [ "$ssz" -lt $((dsz + 2000)) ]; then ok "swu delta ($ssz of $bsz bytes) ~ plain delta ($dsz)"; else nok "swu delta $ssz vs plain $dsz"; fi
+check "swu apply exits 0" 0 "$DG" apply "$W/a.swu" "$W/swu.delta" "$W/out.swu"
+if cmp -s "$W/out.swu" "$W/b.swu" && cmp -s "$W/rec.swu" "$W/b.swu"; then ok "swu rebuilt bit for bit"; else nok "swu rebuilt bit for bit"; fi
+if [ "$(cpio -t --quiet <"$W/out.swu" | tr '\n' ' ')" = "sw-description rootfs.gz " ]; then ok "cpio -t lists the rebuilt swu, sw-description first"; else nok "cpio -t of rebuilt swu"; fi
+check "inspect shows the archive item" 0 "$DG" inspect "$W/swu.delta"
+if grep -q "archive" "$W/cmd.out"; then ok "inspect names the archive item"; else nok "inspect names the archive item"; fi
+
 # usage errors
 check "diff without arguments" 2 "$DG" diff
 check "apply with 2 arguments" 2 "$DG" apply "$W/src" "$W/delta"

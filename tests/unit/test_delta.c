@@ -19,6 +19,8 @@
 
 #include "dg_bcj.h"
 #include "dg_delta.h"
+#include "dg_gzip.h"
+#include "dg_swu.h"
 #include "dg_util.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -148,30 +150,83 @@ test_roundtrip_random_unrelated(void **state)
 	free(t);
 }
 
-/* A fake x86-64 ELF whose call targets all shift by the same amount. */
+/* A fake ELF for machine `machine`: a 4 KiB "library" that stays put, then
+ * `pad` inserted bytes, then code calling into the library. A new version
+ * with more padding moves every call site: all relative operands change,
+ * though nothing they point at did. */
 static uint8_t *
-fake_elf(size_t n, size_t shift_at, size_t shift)
+fake_elf(unsigned machine, size_t n, size_t pad)
 {
 	uint8_t *p = calloc(1, n);
+	uint64_t saved = rng_state;
 	size_t i;
 
 	assert_non_null(p);
 	memcpy(p, "\177ELF\2\1\1", 7);
-	p[18] = 62; /* EM_X86_64 */
-	for (i = 64; i + 5 < n; i += 16) {
-		uint32_t target = 0x1000 + (uint32_t)((i * 7) % 4096) * 16;
+	p[18] = (uint8_t)machine;
+	rng_state = 42;
+	for (i = 64; i < 4096; i++)
+		p[i] = (uint8_t)rnd();
+	for (i = 4096; i < 4096 + pad && i < n; i++)
+		p[i] = 0x90;
+	for (i = 4096 + pad; i + 16 <= n; i += 16) {
+		uint32_t target = 64 + (rnd() % 1000) * 4, w;
 		int32_t rel;
 
-		if (i >= shift_at)
-			target += (uint32_t)shift;
-		rel = (int32_t)(target - (uint32_t)(i + 5));
-		p[i] = 0xE8;
-		memcpy(p + i + 1, &rel, 4);
-		p[i + 5] = (uint8_t)(i >> 4);
-		p[i + 6] = 0x48;
-		p[i + 7] = 0x89;
+		if (machine == 62) {
+			rel = (int32_t)(target - (uint32_t)(i + 5));
+			p[i] = 0xE8;
+			memcpy(p + i + 1, &rel, 4);
+		} else { /* ARM BL */
+			w = 0xEB000000u | (((target - (uint32_t)(i + 8)) >> 2) & 0xFFFFFFu);
+			memcpy(p + i, &w, 4);
+		}
+		for (size_t k = 5; k < 16; k++)
+			p[i + k] = (uint8_t)(rnd() & 3);
 	}
+	rng_state = saved;
 	return p;
+}
+
+static void
+check_method(unsigned machine, const char *method)
+{
+	size_t n = 300000;
+	uint8_t *s = fake_elf(machine, n, 0), *t = fake_elf(machine, n, 256);
+	dg_delta_diff_opts o = { 0 };
+	dg_delta_diff_stats st;
+	uint8_t *d = NULL, *out = NULL;
+	size_t dl, ol;
+
+	o.level = 3;
+	assert_int_equal(dg_delta_diff_mem(s, n, t, n, &o, &d, &dl, &st), DG_OK);
+	assert_string_equal(st.method, method);
+	assert_int_equal(dg_delta_apply_mem(s, n, d, dl, NULL, &out, &ol), DG_OK);
+	assert_int_equal(ol, n);
+	assert_memory_equal(out, t, n);
+	free(d);
+	free(out);
+	free(s);
+	free(t);
+}
+
+static void
+test_filter_chosen_for_shifted_code(void **state)
+{
+	dg_bcj_filter g[2];
+	uint8_t *e = fake_elf(62, 8192, 0);
+
+	(void)state;
+	assert_int_equal(dg_bcj_guess(e, 8192, g, 2), 1);
+	assert_int_equal(g[0], DG_BCJ_X86_64);
+	e[18] = 40;
+	assert_int_equal(dg_bcj_guess(e, 8192, g, 2), 2);
+	assert_int_equal(g[0], DG_BCJ_ARMT);
+	assert_int_equal(g[1], DG_BCJ_ARM);
+	free(e);
+	/* moved call sites: the ARM filter, and the x86-64 prediction, win */
+	check_method(40, "bsdiff+arm");
+	check_method(62, "bsdiff+x86-64-predict");
 }
 
 static void
@@ -192,35 +247,6 @@ test_filters_roundtrip(void **state)
 	}
 	free(a);
 	free(b);
-}
-
-static void
-test_filter_chosen_for_shifted_code(void **state)
-{
-	size_t n = 400000;
-	uint8_t *s = fake_elf(n, 0, 0), *t = fake_elf(n, 0, 0x40);
-	dg_delta_diff_opts o = { 0 };
-	dg_delta_diff_stats st;
-	dg_bcj_filter g[2];
-	uint8_t *d = NULL, *out = NULL;
-	size_t dl, ol;
-
-	(void)state;
-	/* same code, all call targets moved by 0x40: the x86 filter makes the
-	 * operands equal again, so it must be the chosen method */
-	memmove(t + 1000, t + 1000 + 0, n - 1000);
-	assert_int_equal(dg_bcj_guess(t, n, g, 2), 1);
-	assert_int_equal(g[0], DG_BCJ_X86);
-	o.level = 3;
-	assert_int_equal(dg_delta_diff_mem(s, n, t, n, &o, &d, &dl, &st), DG_OK);
-	assert_string_equal(st.method, "bsdiff+x86");
-	assert_int_equal(dg_delta_apply_mem(s, n, d, dl, NULL, &out, &ol), DG_OK);
-	assert_int_equal(ol, n);
-	assert_memory_equal(out, t, n);
-	free(d);
-	free(out);
-	free(s);
-	free(t);
 }
 
 static void
@@ -592,6 +618,124 @@ test_files(void **state)
 	rmdir(dir);
 }
 
+static uint8_t *
+gz(const uint8_t *raw, size_t len, size_t *outlen)
+{
+	static const uint8_t hdr[10] = { 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 3 };
+	dg_gzip_params p = { 9, 8, DG_GZIP_DEFAULT, 15 };
+	uint8_t *out = NULL;
+
+	assert_int_equal(dg_gzip_compress(raw, len, &p, hdr, sizeof(hdr), &out, outlen), DG_OK);
+	return out;
+}
+
+static void
+archive_roundtrip(const uint8_t *s, size_t n, const uint8_t *t, size_t m, size_t max_delta)
+{
+	dg_delta_diff_stats st;
+	uint8_t *d = NULL, *out = NULL;
+	size_t dl, ol;
+
+	assert_int_equal(dg_delta_diff_mem(s, n, t, m, NULL, &d, &dl, &st), DG_OK);
+	assert_true(strncmp(st.method, "archive(1 gzip)", 15) == 0);
+	assert_true(dl <= max_delta);
+	assert_int_equal(dg_delta_apply_mem(s, n, d, dl, NULL, &out, &ol), DG_OK);
+	assert_int_equal(ol, m);
+	assert_memory_equal(out, t, m);
+	/* a damaged archive spec or payload never yields a wrong target */
+	for (size_t i = 112; i < dl; i += 7) {
+		uint8_t *o2 = NULL;
+		size_t l2;
+		dg_err e;
+
+		d[i] ^= 0x10;
+		e = dg_delta_apply_mem(s, n, d, dl, NULL, &o2, &l2);
+		assert_true(e != DG_OK || (l2 == m && memcmp(o2, t, m) == 0));
+		free(o2);
+		d[i] ^= 0x10;
+	}
+	free(d);
+	free(out);
+}
+
+static void
+test_archive_gzip(void **state)
+{
+	size_t n = 400000, gal, gbl;
+	uint8_t *a = texty_bytes(n), *b = malloc(n), *ga, *gb;
+
+	(void)state;
+	memcpy(b, a, n);
+	for (int i = 0; i < 40; i++)
+		b[rnd() % n] = 'Z';
+	ga = gz(a, n, &gal);
+	gb = gz(b, n, &gbl);
+	/* the compressed bytes differ almost everywhere; the delta must not */
+	archive_roundtrip(ga, gal, gb, gbl, 3000);
+	free(a);
+	free(b);
+	free(ga);
+	free(gb);
+}
+
+struct wbuf {
+	uint8_t *p;
+	size_t len;
+};
+
+static dg_err
+wbuf_write(void *arg, const void *data, size_t len)
+{
+	struct wbuf *w = arg;
+
+	w->p = realloc(w->p, w->len + len);
+	memcpy(w->p + w->len, data, len);
+	w->len += len;
+	return DG_OK;
+}
+
+static uint8_t *
+make_swu(const char *desc, const uint8_t *img, size_t imglen, size_t *len)
+{
+	struct wbuf w = { NULL, 0 };
+	dg_swu_writer *sw;
+	dg_swu_member m;
+	dg_err err;
+
+	sw = dg_swu_writer_new(wbuf_write, &w, &err);
+	assert_non_null(sw);
+	dg_swu_member_init(&m, NULL, "sw-description", (uint32_t)strlen(desc), 0);
+	assert_int_equal(dg_swu_writer_add(sw, &m, desc), DG_OK);
+	dg_swu_member_init(&m, NULL, "rootfs.ext4.gz", (uint32_t)imglen, 0);
+	assert_int_equal(dg_swu_writer_add(sw, &m, img), DG_OK);
+	assert_int_equal(dg_swu_writer_finish(sw, NULL, 512), DG_OK);
+	dg_swu_writer_free(sw);
+	*len = w.len;
+	return w.p;
+}
+
+static void
+test_archive_swu(void **state)
+{
+	size_t n = 300000, gal, gbl, sal, sbl;
+	uint8_t *a = texty_bytes(n), *b = malloc(n), *ga, *gb, *sa, *sb;
+
+	(void)state;
+	memcpy(b, a, n);
+	memcpy(b + 1000, "new version", 11);
+	ga = gz(a, n, &gal);
+	gb = gz(b, n, &gbl);
+	sa = make_swu("software = { version = \"1\"; };\n", ga, gal, &sal);
+	sb = make_swu("software = { version = \"2\"; };\n", gb, gbl, &sbl);
+	archive_roundtrip(sa, sal, sb, sbl, 2000);
+	free(a);
+	free(b);
+	free(ga);
+	free(gb);
+	free(sa);
+	free(sb);
+}
+
 int
 main(void)
 {
@@ -610,6 +754,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_err_memlimit_cancel_toobig, setup, teardown),
 		cmocka_unit_test(test_err_nogain),
 		cmocka_unit_test(test_result_codes),
+		cmocka_unit_test(test_archive_gzip),
+		cmocka_unit_test(test_archive_swu),
 		cmocka_unit_test_setup_teardown(test_files, setup, teardown),
 	};
 
