@@ -272,7 +272,7 @@ static void
 handle_get(struct shadowd *sd, const char *id, const struct req *r)
 {
 	dg_shadow *sh = NULL;
-	json_t *doc = NULL, *delta;
+	json_t *doc = NULL;
 	char *token = NULL, msg[200];
 	dg_err err;
 	int found;
@@ -283,16 +283,15 @@ handle_get(struct shadowd *sd, const char *id, const struct req *r)
 		reject(sd, id, "get/rejected", 500, "internal error", token);
 		goto out;
 	}
-	if (!found || !dg_shadow_exists(sh)) {
+	if (!dg_shadow_exists(sh)) {
 		snprintf(msg, sizeof(msg), "No shadow exists with name: '%s'", id);
 		reject(sd, id, "get/rejected", 404, msg, token);
 		goto out;
 	}
-	doc = dg_shadow_document(sh);
-	if (doc && (delta = dg_shadow_delta_state(sh)))
-		json_object_set_new(json_object_get(doc, "state"), "delta", delta);
-	if (doc && token)
-		json_object_set_new(doc, "clientToken", json_string(token));
+	if (!(doc = dg_shadow_get_accepted(sh, token, (int64_t)time(NULL)))) {
+		reject(sd, id, "get/rejected", 500, "internal error", token);
+		goto out;
+	}
 	add_out(sd, id, "get/accepted", doc);
 out:
 	json_decref(doc);
@@ -300,15 +299,16 @@ out:
 	dg_shadow_free(sh);
 }
 
+/* The document goes; the version stays (the next update makes version+1,
+ * as AWS does), so the row is kept with the emptied document. */
 static void
 handle_delete(struct shadowd *sd, const char *id, const struct req *r)
 {
-	sqlite3_stmt *s;
 	dg_shadow *sh = NULL;
 	json_t *ack = NULL;
 	char *token = NULL, msg[200];
 	dg_err err;
-	int found, rc;
+	int found;
 
 	if (check_token_payload(sd, id, "delete/rejected", r, &token) != 0)
 		return;
@@ -316,27 +316,16 @@ handle_delete(struct shadowd *sd, const char *id, const struct req *r)
 		reject(sd, id, "delete/rejected", 500, "internal error", token);
 		goto out;
 	}
-	if (!found) {
+	err = dg_shadow_delete(sh, (int64_t)time(NULL), token, &ack);
+	if (err == DG_ERR_SHADOW_NOT_FOUND) {
 		snprintf(msg, sizeof(msg), "No shadow exists with name: '%s'", id);
 		reject(sd, id, "delete/rejected", 404, msg, token);
 		goto out;
 	}
-	if (!(s = dg_store_prepare(sd->store, "DELETE FROM shadow WHERE id = ?"))) {
+	if (err != DG_OK || save(sd, id, sh) != DG_OK) {
 		reject(sd, id, "delete/rejected", 500, "internal error", token);
 		goto out;
 	}
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
-		dg_store_error(sd->store, rc, "delete shadow");
-		reject(sd, id, "delete/rejected", 500, "internal error", token);
-		goto out;
-	}
-	ack = json_pack("{s:I,s:I}", "version", (json_int_t)dg_shadow_version(sh),
-	    "timestamp", (json_int_t)time(NULL));
-	if (ack && token)
-		json_object_set_new(ack, "clientToken", json_string(token));
 	add_out(sd, id, "delete/accepted", ack);
 out:
 	json_decref(ack);

@@ -65,5 +65,7 @@ t_check "delete is accepted" "$DELTAGATE" shadow --broker "$MQTT_URL" --quiet de
 "$DELTAGATE" shadow --broker "$MQTT_URL" get dev1 > "$T_DIR/get3" 2>&1
 rc=$?
 t_check "get after delete is rejected with 404 (exit 1)" sh -c "[ $rc -eq 1 ] && grep -q '\"code\":404' '$T_DIR/get3'"
+"$DELTAGATE" shadow --broker "$MQTT_URL" update dev1 '{"state":{"reported":{"x":1}}}' > "$T_DIR/again"
+t_check "an update after delete continues the version (AWS: not reset)" jq -e '.version == 6' "$T_DIR/again"
 
 t_done
