@@ -5,3 +5,4 @@ dist_doc_DATA += docs/cache.md
 # fetch (issue 4)
 dist_doc_DATA += docs/fetch.md
 dist_doc_DATA += docs/swu.md docs/manifest.md
+dist_man_MANS += docs/deltagate.1 docs/deltagated.8 docs/deltagate-shadowd.8
