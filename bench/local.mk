@@ -1,5 +1,5 @@
 # bench/: benchmarks (not part of make check)
-EXTRA_DIST += bench/shadow bench/gateway scripts/sanitizer-tests
+EXTRA_DIST += bench/shadow bench/gateway
 noinst_PROGRAMS += bench/shadow_bench
 bench_shadow_bench_SOURCES = bench/shadow_bench.c
 bench_shadow_bench_CFLAGS = $(src_libdgcore_la_CFLAGS)

@@ -61,16 +61,6 @@ struct cfg {
 };
 
 static int
-check_level(const char *v, char *why, size_t whylen)
-{
-	if (dg_log_level_parse(v) < 0) {
-		snprintf(why, whylen, "'%s' is not one of err, warn, info, debug", v);
-		return -1;
-	}
-	return 0;
-}
-
-static int
 check_id(const char *v, char *why, size_t whylen)
 {
 	if (!dg_topic_id_valid(v)) {
@@ -111,7 +101,7 @@ static const dg_option options[] = {
 	{ "progress-interval", DG_OPT_INT, O(progress_interval), 10, 3600000, "1000", 1, NULL, "ms between progress reports of a device" },
 	{ "max-image-size", DG_OPT_SIZE, O(max_image_size), 1, 0, "256M", 1, NULL, "largest image accepted" },
 	{ "device", DG_OPT_LIST, O(devices), 0, 0, NULL, 1, check_device, "ID [driver=exec] [address=A] [sha256=HEX] [version=V] (repeatable)" },
-	{ "log-level", DG_OPT_STR, O(log_level), 0, 0, "info", 1, check_level, "err, warn, info or debug" },
+	{ "log-level", DG_OPT_STR, O(log_level), 0, 0, "info", 1, dg_config_check_log_level, "err, warn, info or debug" },
 	{ "syslog", DG_OPT_BOOL, O(syslog), 0, 0, "no", 0, NULL, "log to syslog instead of stderr" },
 	{ "pid-file", DG_OPT_STR, O(pid_file), 0, 0, NULL, 0, NULL, "write the process id here" },
 	{ "user", DG_OPT_STR, O(user), 0, 0, NULL, 0, NULL, "drop privileges to this user after start-up" },
@@ -343,29 +333,25 @@ main(int argc, char **argv)
 	dg_fetch_opts fo = { 0 };
 	dg_jobs_opts jo = { 0 };
 	char client_id[200];
+	dg_config_cli cli;
 	int i, test_config = 0, rc = 1;
 	dg_err err;
 
 	dg_log_open("deltagated", 0, DG_LOG_INFO);
 	if (!(gw.args = calloc((size_t)argc + 1, sizeof(char *))))
 		return 1;
-	gw.args[gw.nargs++] = argv[0];
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
-			gw.cfg_path = argv[++i];
-		} else if (strcmp(argv[i], "--test-config") == 0) {
-			test_config = 1;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			rc = 0;
-			goto out;
-		} else if (strcmp(argv[i], "--version") == 0) {
-			printf("deltagated %s\n", PACKAGE_VERSION);
-			rc = 0;
-			goto out;
-		} else {
-			gw.args[gw.nargs++] = argv[i];
-		}
+	dg_config_split_args(argc, argv, &cli, gw.args, &gw.nargs);
+	gw.cfg_path = cli.file;
+	test_config = cli.test_config;
+	if (cli.help) {
+		usage(stdout);
+		rc = 0;
+		goto out;
+	}
+	if (cli.version) {
+		printf("deltagated %s\n", PACKAGE_VERSION);
+		rc = 0;
+		goto out;
 	}
 	if (load_config(&gw, &gw.cfg) != DG_OK) {
 		rc = 2;

@@ -134,6 +134,39 @@ dg_config_set(const dg_option *tab, size_t n, void *cfg, const char *name,
 	return err;
 }
 
+int
+dg_config_check_log_level(const char *v, char *why, size_t whylen)
+{
+	if (dg_log_level_parse(v) < 0) {
+		snprintf(why, whylen, "'%s' is not one of err, warn, info, debug", v);
+		return -1;
+	}
+	return 0;
+}
+
+void
+dg_config_split_args(int argc, char **argv, dg_config_cli *cli, char **out, int *nout)
+{
+	int i, n = 0;
+
+	memset(cli, 0, sizeof(*cli));
+	out[n++] = argv[0];
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			cli->file = argv[++i];
+		else if (strcmp(argv[i], "--test-config") == 0)
+			cli->test_config = 1;
+		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			cli->help = 1;
+		else if (strcmp(argv[i], "--version") == 0)
+			cli->version = 1;
+		else
+			out[n++] = argv[i];
+	}
+	out[n] = NULL;
+	*nout = n;
+}
+
 dg_err
 dg_config_defaults(const dg_option *tab, size_t n, void *cfg)
 {

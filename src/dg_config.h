@@ -40,6 +40,18 @@ typedef struct dg_option {
 	const char *help;
 } dg_option;
 
+/* Validator for log-level options: err, warn, info or debug. */
+int dg_config_check_log_level(const char *value, char *why, size_t whylen);
+
+/* The daemons' own arguments, split from the table options: -c FILE,
+ * --test-config, --help/-h, --version. argv[0] and every other argument go
+ * to out (argc + 1 slots, caller-allocated), *nout their count. */
+typedef struct dg_config_cli {
+	const char *file;
+	int test_config, help, version;
+} dg_config_cli;
+void dg_config_split_args(int argc, char **argv, dg_config_cli *cli, char **out, int *nout);
+
 /* Set every option to its default. DG_ERR_CONFIG_VALUE if a default is
  * itself invalid (a programming error, logged). */
 dg_err dg_config_defaults(const dg_option *tab, size_t n, void *cfg);

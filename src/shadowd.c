@@ -45,16 +45,6 @@ struct cfg {
 	char *user;
 };
 
-static int
-check_level(const char *v, char *why, size_t whylen)
-{
-	if (dg_log_level_parse(v) < 0) {
-		snprintf(why, whylen, "'%s' is not one of err, warn, info, debug", v);
-		return -1;
-	}
-	return 0;
-}
-
 static const dg_option options[] = {
 	{ "broker", DG_OPT_STR, offsetof(struct cfg, broker), 0, 0, "mqtt://127.0.0.1:1883", 0, NULL, "MQTT broker URI (mqtt:// or mqtts://)" },
 	{ "db", DG_OPT_STR, offsetof(struct cfg, db), 0, 0, NULL, 0, NULL, "SQLite database file (required)" },
@@ -69,7 +59,7 @@ static const dg_option options[] = {
 	{ "password", DG_OPT_STR, offsetof(struct cfg, password), 0, 0, NULL, 0, NULL, "MQTT password" },
 	{ "max-doc-bytes", DG_OPT_SIZE, offsetof(struct cfg, max_doc_bytes), 256, 1 << 24, "8K", 0, NULL, "largest desired+reported document (413 beyond)" },
 	{ "max-request-bytes", DG_OPT_SIZE, offsetof(struct cfg, max_request_bytes), 256, 1 << 24, "64K", 0, NULL, "largest request payload (400 beyond)" },
-	{ "log-level", DG_OPT_STR, offsetof(struct cfg, log_level), 0, 0, "info", 1, check_level, "err, warn, info or debug" },
+	{ "log-level", DG_OPT_STR, offsetof(struct cfg, log_level), 0, 0, "info", 1, dg_config_check_log_level, "err, warn, info or debug" },
 	{ "syslog", DG_OPT_BOOL, offsetof(struct cfg, syslog), 0, 0, "no", 0, NULL, "log to syslog instead of stderr" },
 	{ "pid-file", DG_OPT_STR, offsetof(struct cfg, pid_file), 0, 0, NULL, 0, NULL, "write the process id here" },
 	{ "user", DG_OPT_STR, offsetof(struct cfg, user), 0, 0, NULL, 0, NULL, "drop privileges to this user after start-up" },
@@ -519,6 +509,7 @@ main(int argc, char **argv)
 	int i, optind = 1, test_config = 0, rc = 1;
 	char **args = NULL;
 	int nargs = 0;
+	dg_config_cli cli;
 	dg_err err;
 
 	dg_log_open("deltagate-shadowd", 0, DG_LOG_INFO);
@@ -527,23 +518,18 @@ main(int argc, char **argv)
 	/* -c, --test-config, --help, --version are not table options */
 	if (!(args = calloc((size_t)argc + 1, sizeof(*args))))
 		return 1;
-	args[nargs++] = argv[0];
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
-			sd.cfg_path = argv[++i];
-		} else if (strcmp(argv[i], "--test-config") == 0) {
-			test_config = 1;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			rc = 0;
-			goto out;
-		} else if (strcmp(argv[i], "--version") == 0) {
-			printf("deltagate-shadowd %s\n", PACKAGE_VERSION);
-			rc = 0;
-			goto out;
-		} else {
-			args[nargs++] = argv[i];
-		}
+	dg_config_split_args(argc, argv, &cli, args, &nargs);
+	sd.cfg_path = cli.file;
+	test_config = cli.test_config;
+	if (cli.help) {
+		usage(stdout);
+		rc = 0;
+		goto out;
+	}
+	if (cli.version) {
+		printf("deltagate-shadowd %s\n", PACKAGE_VERSION);
+		rc = 0;
+		goto out;
 	}
 	if (sd.cfg_path && dg_config_load_file(options, NOPTIONS, &sd.cfg, sd.cfg_path) != DG_OK) {
 		rc = 2;

@@ -75,10 +75,18 @@ t_wait_for() {
 
 t_port_open() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q LISTEN; }
 
+# Run as root, mosquitto switches to its own user and could then read
+# nothing in the test's private directory: keep the test's user.
+t_mosquitto_user() {
+	[ "$(id -u)" -eq 0 ] && echo "user root"
+	return 0
+}
+
 # Start mosquitto on a free port; sets MQTT_PORT, MQTT_URL, MQTT_PID.
 t_start_mosquitto() {
 	MQTT_PORT=${MQTT_PORT:-$(t_free_port)}
 	cat > "$T_DIR/mosquitto.conf" <<CONF
+$(t_mosquitto_user)
 listener $MQTT_PORT 127.0.0.1
 allow_anonymous true
 persistence false

@@ -24,7 +24,11 @@ UNIT_TESTS = \
 	tests/unit/test_store
 
 # --- upstream unit tests (issue 2)
-UNIT_TESTS += tests/unit/test_shadow
+UNIT_TESTS += tests/unit/test_shadow tests/unit/test_log tests/unit/test_mqtt
+tests_unit_test_log_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_log_LDADD = $(UNITLDADD)
+tests_unit_test_mqtt_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_mqtt_LDADD = $(UNITLDADD)
 
 # --- cache unit tests (issue 3)
 UNIT_TESTS += tests/unit/test_cache tests/unit/test_cache_crash
@@ -69,13 +73,15 @@ tests_unit_test_shadow_LDADD = $(UNITLDADD)
 endif
 
 # --- integration tests: start real daemons and peers on loopback
-INTEGRATION_TESTS = \
+SHADOW_TESTS = \
 	tests/integration/10-shadow-pattern.sh \
 	tests/integration/11-shadow-rejections.sh \
 	tests/integration/12-shadow-persistence.sh \
 	tests/integration/13-shadow-broker-restart.sh \
 	tests/integration/14-shadow-flood.sh \
-	tests/integration/15-shadow-aws-root.sh
+	tests/integration/15-shadow-aws-root.sh \
+	tests/integration/16-shadow-tls.sh
+INTEGRATION_TESTS = $(SHADOW_TESTS)
 # --- integration: cache (issue 3)
 # --- integration: delta (issue 6)
 # cache (issue 3)
@@ -159,6 +165,9 @@ tests_fuzz_gzip_fuzz_LDADD = $(FUZZLDADD)
 
 check_PROGRAMS += $(FUZZ_REPLAYS)
 TESTS += $(FUZZ_REPLAYS)
+
+# what the sanitizer build of .ci/run runs: make check TESTS='$(SANITIZER_TESTS)'
+SANITIZER_TESTS = $(UNIT_TESTS) $(FUZZ_REPLAYS) $(SHADOW_TESTS)
 if ENABLE_FUZZING
 noinst_PROGRAMS += $(FUZZ_ENGINES)
 endif
