@@ -46,6 +46,10 @@ const char dg_jobs_migration_sql[] =
 	" created INTEGER NOT NULL,"
 	" updated INTEGER NOT NULL,"
 	" PRIMARY KEY (device, job_id)) WITHOUT ROWID;"
+	"CREATE TABLE image ("
+	" sha256 TEXT PRIMARY KEY,"
+	" via TEXT NOT NULL,"
+	" fallback_ext INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
 	"CREATE INDEX job_stage ON job(stage);"
 	"CREATE INDEX job_id ON job(job_id);";
 
@@ -387,6 +391,17 @@ art_fail(struct artifact *a, uint32_t ext)
 static void
 art_ready(struct artifact *a, int via_delta)
 {
+	sqlite3_stmt *s = dg_store_prepare(a->j->store,
+	    "INSERT OR REPLACE INTO image (sha256, via, fallback_ext) VALUES (?, ?, ?)");
+
+	/* how the image came: jobs that find it cached later report the same */
+	if (s) {
+		sqlite3_bind_text(s, 1, a->hex, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, via_delta ? "delta" : "full", -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, a->fallback_ext);
+		sqlite3_step(s);
+		sqlite3_reset(s);
+	}
 	a->state = A_READY;
 	a->via_delta = via_delta;
 	dg_log_info("image %s ready (%s%s)", a->hex, via_delta ? "rebuilt from a delta" : "full image",
@@ -881,6 +896,26 @@ job_deliver(struct job *jb)
 		job_finish(jb, 0, DG_DRIVER_EXT_SPAWN, NULL);
 }
 
+/* A job served by an image already cached reports how that image came
+ * (an image the operator imported counts as a plain full image). */
+static void
+image_origin(struct job *jb)
+{
+	sqlite3_stmt *s = dg_store_prepare(jb->j->store,
+	    "SELECT via, fallback_ext FROM image WHERE sha256 = ?");
+
+	jb->via_delta = 0;
+	jb->fallback_ext = 0;
+	if (!s)
+		return;
+	sqlite3_bind_text(s, 1, jb->target_hex, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		jb->via_delta = strcmp((const char *)sqlite3_column_text(s, 0), "delta") == 0;
+		jb->fallback_ext = (uint32_t)sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+}
+
 /* Move jb on from its current stage. */
 static void
 job_advance(struct job *jb)
@@ -892,9 +927,9 @@ job_advance(struct job *jb)
 	case ST_QUEUED:
 	case ST_FETCHING:
 	case ST_REBUILDING:
-		if (dg_cache_lookup_any(j->cache, jb->target, NULL) == DG_OK &&
-		    dg_cache_lookup(j->cache, j->provider, jb->target, NULL) == DG_OK) {
+		if (dg_cache_lookup(j->cache, j->provider, jb->target, NULL) == DG_OK) {
 			/* in the cache already: a shared or earlier download */
+			image_origin(jb);
 			set_stage(jb, ST_STAGED);
 			job_advance(jb);
 			return;
@@ -1231,7 +1266,7 @@ void
 dg_jobs_resume(dg_jobs *j)
 {
 	sqlite3_stmt *s = dg_store_prepare(j->store,
-	    "SELECT device, job_id, command, stage, fallback_ext FROM job"
+	    "SELECT device, job_id, command, stage, fallback_ext, via FROM job"
 	    " WHERE stage NOT IN ('succeeded', 'failed', 'superseded') ORDER BY created");
 	struct job *list = NULL, *jb;
 
@@ -1252,6 +1287,8 @@ dg_jobs_resume(dg_jobs *j)
 				if (strcmp(st, stage_names[k]) == 0)
 					jb->stage = (enum stage)k;
 			jb->fallback_ext = (uint32_t)sqlite3_column_int64(s, 4);
+			jb->via_delta = sqlite3_column_text(s, 5) &&
+			    strcmp((const char *)sqlite3_column_text(s, 5), "delta") == 0;
 			jb->next = list;
 			list = jb;
 			dev->job = jb;

@@ -74,7 +74,7 @@ t_gw_command() {
 	_extra=""
 	[ -n "$_rel" ] && _extra=",\"relatedFiles\":$_rel"
 	"$DELTAGATE" shadow --broker "$MQTT_URL" --quiet update "$_id" \
-		"{\"state\":{\"desired\":{\"softwareURL\":\"$_url\",\"softwareVersion\":\"$_job\",\"softwareSha256\":\"$_sha\",\"softwareSize\":$_size,\"jobId\":\"$_job\"$_extra}}}"
+		"{\"state\":{\"desired\":{\"softwareURL\":\"$_url\",\"softwareVersion\":\"${GW_VERSION:-$_job}\",\"softwareSha256\":\"$_sha\",\"softwareSize\":$_size,\"jobId\":\"$_job\"$_extra}}}"
 }
 
 # a related-file entry for DELTA rebuilding from SOURCE

@@ -26,20 +26,21 @@ t_diag() { echo "# $*"; }
 # Stop every process we started, by PID; remove the scratch directory.
 t_cleanup() {
 	for _p in $T_PIDS; do
-		kill "$_p" 2>/dev/null
+		kill "$_p" 2>/dev/null || true
 	done
 	for _p in $T_PIDS; do
 		_i=0
 		while kill -0 "$_p" 2>/dev/null && [ $_i -lt 50 ]; do
 			sleep 0.1; _i=$((_i + 1))
 		done
-		kill -9 "$_p" 2>/dev/null
+		kill -9 "$_p" 2>/dev/null || true
 	done
 	if [ -n "${T_KEEP:-}" ]; then
 		echo "# kept $T_DIR" >&2
 	else
 		rm -rf "$T_DIR"
 	fi
+	return 0
 }
 trap t_cleanup EXIT
 
