@@ -545,6 +545,9 @@ dg_mqtt_new(struct event_base *base, const dg_mqtt_opts *o,
 		*err = DG_ERR_NOMEM;
 		goto fail;
 	}
+	/* Paho formats trace records of its own below this level for every
+	 * packet; we report its errors ourselves */
+	MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
 	cro.MQTTVersion = m->version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
 	cro.sendWhileDisconnected = 0;
 	cro.maxBufferedMessages = m->max_inflight + 16;

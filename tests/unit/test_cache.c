@@ -818,7 +818,15 @@ test_resume(void **state)
 	assert_false(exists(part));
 	assert_int_equal(dg_cache_lookup(c, "p", d, NULL), DG_ERR_CACHE_MISS);
 	/* a partial longer than expected starts over */
-	write_file(part, b, 300001);
+	{
+		unsigned char *longer = malloc(300001);
+
+		assert_non_null(longer);
+		memcpy(longer, b, 300000);
+		longer[300000] = 'x';
+		write_file(part, longer, 300001);
+		free(longer);
+	}
 	w = dg_cache_writer_resume(c, "p", d, 300000, &have, &err);
 	assert_non_null(w);
 	assert_int_equal(have, 0);
