@@ -167,7 +167,8 @@ check_PROGRAMS += $(FUZZ_REPLAYS)
 TESTS += $(FUZZ_REPLAYS)
 
 # what the sanitizer build of .ci/run runs: make check TESTS='$(SANITIZER_TESTS)'
-SANITIZER_TESTS = $(UNIT_TESTS) $(FUZZ_REPLAYS) $(SHADOW_TESTS)
+SANITIZER_TESTS = $(UNIT_TESTS) $(FUZZ_REPLAYS) $(SHADOW_TESTS) \
+	tests/integration/50-gateway-outcomes.sh tests/integration/51-gateway-config.sh
 if ENABLE_FUZZING
 noinst_PROGRAMS += $(FUZZ_ENGINES)
 endif
