@@ -17,17 +17,6 @@
 #include "dg_log.h"
 #include "dg_util.h"
 
-/* Arm a timer for secs seconds. */
-static void
-arm_seconds(struct event *ev, int secs)
-{
-	struct timeval tv;
-
-	tv.tv_sec = secs;
-	tv.tv_usec = 0;
-	evtimer_add(ev, &tv);
-}
-
 struct exec_driver {
 	dg_driver base;
 	struct event_base *evbase;
@@ -185,7 +174,7 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 	if (!d->timed_out) {
 		d->timed_out = 1;
 		kill(-d->pid, SIGTERM);
-		arm_seconds(d->timer, 5);
+		dg_util_timer_arm(d->timer, 5000);
 	} else {
 		kill(-d->pid, SIGKILL);
 	}
@@ -258,7 +247,7 @@ exec_deliver(dg_driver *base, const dg_delivery_req *req, const dg_delivery_even
 		goto fail;
 	}
 	event_add(d->out_ev, NULL);
-	arm_seconds(d->timer, timeout);
+	dg_util_timer_arm(d->timer, (int64_t)(timeout) * 1000);
 	d->next = drv->running;
 	drv->running = d;
 	dg_log_info("%s: exec driver started (pid %ld) for job %s", req->device_id, (long)pid, req->job_id);

@@ -18,17 +18,6 @@
 #include "dg_log.h"
 #include "dg_util.h"
 
-/* Arm a timer for secs seconds. */
-static void
-arm_seconds(struct event *ev, int secs)
-{
-	struct timeval tv;
-
-	tv.tv_sec = secs;
-	tv.tv_usec = 0;
-	evtimer_add(ev, &tv);
-}
-
 const char dg_jobs_migration_sql[] =
 	"CREATE TABLE device ("
 	" id TEXT PRIMARY KEY,"
@@ -147,6 +136,7 @@ struct dg_jobs {
 	struct job *jobs;
 	struct artifact *arts;
 	int rebuilding, delivering;
+	int kicking;             /* kick_deliveries is running */
 };
 
 static void job_advance(struct job *jb);
@@ -546,7 +536,7 @@ fetch_into_cache(struct artifact *a, const char *url, const unsigned char sha[32
 		fetched(a, err);
 		return;
 	}
-	arm_seconds(a->stage_timer, a->j->o.stage_timeout_s);
+	dg_util_timer_arm(a->stage_timer, (int64_t)(a->j->o.stage_timeout_s) * 1000);
 }
 
 /* --- rebuild from a delta, on a worker thread */
@@ -630,7 +620,7 @@ rebuild_start(struct artifact *a)
 	}
 	a->thread_running = 1;
 	j->rebuilding++;
-	arm_seconds(a->stage_timer, j->o.stage_timeout_s);
+	dg_util_timer_arm(a->stage_timer, (int64_t)(j->o.stage_timeout_s) * 1000);
 }
 
 static void
@@ -752,12 +742,11 @@ job_unlink_free(struct job *jb)
 static void
 kick_deliveries(dg_jobs *j)
 {
-	static int busy;
 	struct job *jb;
 
-	if (busy)
+	if (j->kicking)
 		return;
-	busy = 1;
+	j->kicking = 1;
 	while (j->delivering < j->o.max_deliveries) {
 		for (jb = j->jobs; jb && !(jb->stage == ST_STAGED && !jb->delivering && !jb->settle); jb = jb->next)
 			;
@@ -765,7 +754,7 @@ kick_deliveries(dg_jobs *j)
 			break;
 		job_advance(jb);
 	}
-	busy = 0;
+	j->kicking = 0;
 }
 
 static void

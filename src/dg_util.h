@@ -36,6 +36,11 @@ dg_err dg_util_read_file(const char *path, size_t max, char **out, size_t *outle
 /* mkdir -p with mode for every created component. */
 dg_err dg_util_mkdir_p(const char *path, unsigned mode);
 
+/* Arm the libevent timer ev to fire in ms milliseconds (replacing any
+ * earlier arming). */
+struct event;
+void dg_util_timer_arm(struct event *ev, int64_t ms);
+
 /* Milliseconds of CLOCK_MONOTONIC and of the wall clock. */
 uint64_t dg_util_now_ms(void);
 uint64_t dg_util_wall_ms(void);
