@@ -94,6 +94,11 @@ tests_fetch_driver_SOURCES = tests/fetch_driver.c
 tests_fetch_driver_CFLAGS = $(src_libdgcore_la_CFLAGS)
 tests_fetch_driver_LDADD = proxy/libdgproxy.la src/libdgcore.la
 
+# --- integration: coap (issue 5)
+INTEGRATION_TESTS += \
+	tests/integration/60-coap-pull.sh
+EXTRA_DIST += tests/lib-coap.sh
+
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)
 
