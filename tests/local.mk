@@ -97,7 +97,8 @@ tests_fetch_driver_LDADD = proxy/libdgproxy.la src/libdgcore.la
 # --- integration: coap (issue 5)
 INTEGRATION_TESTS += \
 	tests/integration/60-coap-pull.sh \
-	tests/integration/61-coap-interop.sh
+	tests/integration/61-coap-interop.sh \
+	tests/integration/62-coap-security.sh
 EXTRA_DIST += tests/lib-coap.sh
 
 TESTS += $(INTEGRATION_TESTS)
