@@ -98,7 +98,8 @@ tests_fetch_driver_LDADD = proxy/libdgproxy.la src/libdgcore.la
 INTEGRATION_TESTS += \
 	tests/integration/60-coap-pull.sh \
 	tests/integration/61-coap-interop.sh \
-	tests/integration/62-coap-security.sh
+	tests/integration/62-coap-security.sh \
+	tests/integration/63-coap-push-lossy.sh
 EXTRA_DIST += tests/lib-coap.sh
 
 TESTS += $(INTEGRATION_TESTS)
