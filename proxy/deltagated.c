@@ -21,6 +21,7 @@
 #include "dg_config.h"
 #include "dg_daemon.h"
 #include "dg_driver.h"
+#include "dg_driver_coap.h"
 #include "dg_fetch.h"
 #include "dg_job.h"
 #include "dg_json.h"
@@ -49,6 +50,9 @@ struct cfg {
 	int64_t stage_timeout;
 	char *exec_command;
 	int64_t exec_timeout;
+	char *coap_listen, *coaps_listen, *coap_secret, *coap_install_path;
+	int64_t coap_token_lifetime;
+	int coap_allow_unknown;
 	int64_t max_deliveries;
 	int64_t report_rate;
 	int64_t progress_interval;
@@ -96,11 +100,19 @@ static const dg_option options[] = {
 	{ "stage-timeout", DG_OPT_INT, O(stage_timeout), 1, 86400 * 7, "3600", 1, NULL, "bound of a fetch or rebuild stage, seconds" },
 	{ "exec-command", DG_OPT_STR, O(exec_command), 0, 0, NULL, 1, NULL, "command of the exec driver" },
 	{ "exec-timeout", DG_OPT_INT, O(exec_timeout), 1, 86400, "600", 1, NULL, "bound of one exec delivery, seconds" },
+	{ "coap-listen", DG_OPT_STR, O(coap_listen), 0, 0, NULL, 0, NULL, "CoAP (UDP) ADDR:PORT of the coap driver" },
+	{ "coaps-listen", DG_OPT_STR, O(coaps_listen), 0, 0, NULL, 0, NULL, "CoAP over DTLS (PSK) ADDR:PORT" },
+	{ "coap-secret", DG_OPT_STR, O(coap_secret), 0, 0, NULL, 0, NULL, "HMAC key of /fw tokens (default: random per start)" },
+	{ "coap-token-lifetime", DG_OPT_INT, O(coap_token_lifetime), 1, 86400 * 30, "3600", 0, NULL, "seconds a /fw token is valid" },
+	{ "coap-allow-unknown", DG_OPT_BOOL, O(coap_allow_unknown), 0, 0, "no", 0, NULL, "accept /rd registrations of unconfigured ids (plain UDP only)" },
+	{ "coap-install-path", DG_OPT_STR, O(coap_install_path), 0, 0, "5/0/2", 0, NULL, "push: path POSTed after the image ('' for none)" },
 	{ "max-deliveries", DG_OPT_INT, O(max_deliveries), 1, 10000, "4", 1, NULL, "concurrent downstream transfers" },
 	{ "report-rate", DG_OPT_INT, O(report_rate), 1, 100000, "50", 1, NULL, "reports published per second at most" },
 	{ "progress-interval", DG_OPT_INT, O(progress_interval), 10, 3600000, "1000", 1, NULL, "ms between progress reports of a device" },
 	{ "max-image-size", DG_OPT_SIZE, O(max_image_size), 1, 0, "256M", 1, NULL, "largest image accepted" },
 	{ "device", DG_OPT_LIST, O(devices), 0, 0, NULL, 1, check_device, "ID [driver=exec] [address=A] [sha256=HEX] [version=V] (repeatable)" },
+	{ "log-level", DG_OPT_STR, O(log_level), 0, 0, "info", 1, dg_config_check_log_level, "err, warn, info or debug" },
+	{ "device", DG_OPT_LIST, O(devices), 0, 0, NULL, 1, check_device, "ID [driver=exec|coap] [address=A] [sha256=HEX] [version=V] [psk=hex:H|text:T] [dtls=required|optional] [mode=pull|push] (repeatable)" },
 	{ "log-level", DG_OPT_STR, O(log_level), 0, 0, "info", 1, dg_config_check_log_level, "err, warn, info or debug" },
 	{ "syslog", DG_OPT_BOOL, O(syslog), 0, 0, "no", 0, NULL, "log to syslog instead of stderr" },
 	{ "pid-file", DG_OPT_STR, O(pid_file), 0, 0, NULL, 0, NULL, "write the process id here" },
@@ -115,7 +127,39 @@ struct devspec {
 	char address[256];
 	char sha256[65];
 	char version[64];
+	unsigned char psk[64];
+	size_t psk_len;
+	int psk_required;
+	int push;
 };
+
+/* psk=hex:HEX, psk=text:TEXT, or a bare value: hex if it is, else text. */
+static int
+parse_psk(const char *v, struct devspec *d)
+{
+	size_t n;
+
+	if (strncmp(v, "text:", 5) == 0) {
+		v += 5;
+		goto text;
+	}
+	if (strncmp(v, "hex:", 4) == 0)
+		v += 4;
+	n = strlen(v);
+	if (n && n % 2 == 0 && n / 2 <= sizeof(d->psk) && dg_util_hex_decode(v, d->psk, n / 2) == DG_OK) {
+		d->psk_len = n / 2;
+		return 0;
+	}
+	if (v[-1] == ':' && strncmp(v - 4, "hex:", 4) == 0)
+		return -1;
+text:
+	n = strlen(v);
+	if (n == 0 || n > sizeof(d->psk))
+		return -1;
+	memcpy(d->psk, v, n);
+	d->psk_len = n;
+	return 0;
+}
 
 static int
 parse_device(const char *line, struct devspec *d, char *why, size_t whylen)
@@ -150,8 +194,8 @@ parse_device(const char *line, struct devspec *d, char *why, size_t whylen)
 		*eq++ = '\0';
 		n = strlen(eq);
 		if (strcmp(tok, "driver") == 0 && n < sizeof(d->driver)) {
-			if (strcmp(eq, "exec") != 0) {
-				snprintf(why, whylen, "driver '%s' is not built in (exec)", eq);
+			if (strcmp(eq, "exec") != 0 && strcmp(eq, "coap") != 0) {
+				snprintf(why, whylen, "driver '%s' is not built in (exec, coap)", eq);
 				return -1;
 			}
 			strcpy(d->driver, eq);
@@ -167,6 +211,16 @@ parse_device(const char *line, struct devspec *d, char *why, size_t whylen)
 			strcpy(d->sha256, eq);
 		} else if (strcmp(tok, "version") == 0 && n < sizeof(d->version)) {
 			strcpy(d->version, eq);
+		} else if (strcmp(tok, "psk") == 0) {
+			if (parse_psk(eq, d) != 0) {
+				snprintf(why, whylen, "psk must be hex:HEX or text:TEXT of 1-64 bytes");
+				return -1;
+			}
+			d->psk_required = 1;
+		} else if (strcmp(tok, "dtls") == 0 && (strcmp(eq, "required") == 0 || strcmp(eq, "optional") == 0)) {
+			d->psk_required = strcmp(eq, "required") == 0 ? 2 : 3;
+		} else if (strcmp(tok, "mode") == 0 && (strcmp(eq, "pull") == 0 || strcmp(eq, "push") == 0)) {
+			d->push = strcmp(eq, "push") == 0;
 		} else {
 			snprintf(why, whylen, "unknown or oversized device attribute '%s'", tok);
 			return -1;
@@ -176,6 +230,16 @@ parse_device(const char *line, struct devspec *d, char *why, size_t whylen)
 		snprintf(why, whylen, "device line without an id");
 		return -1;
 	}
+	/* psk_required: 1 psk given, 2 dtls=required, 3 dtls=optional */
+	if (d->psk_required >= 2 && d->psk_len == 0) {
+		snprintf(why, whylen, "dtls= needs a psk=");
+		return -1;
+	}
+	if ((d->psk_len || d->push) && strcmp(d->driver, "coap") != 0) {
+		snprintf(why, whylen, "psk=, dtls= and mode= are coap driver attributes");
+		return -1;
+	}
+	d->psk_required = d->psk_len && d->psk_required != 3;
 	return 0;
 }
 
@@ -185,6 +249,33 @@ check_device(const char *v, char *why, size_t whylen)
 	struct devspec d;
 
 	return parse_device(v, &d, why, whylen);
+}
+
+/* Device lines may hold keys: psk=... becomes psk=<redacted> in place. */
+static void
+redact_devices(dg_config_list *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->count; i++) {
+		char *p = l->items[i], *w;
+
+		while ((p = strstr(p, "psk="))) {
+			if (p != l->items[i] && p[-1] != ' ' && p[-1] != '\t') {
+				p += 4;
+				continue;
+			}
+			p += 4;
+			w = p + strcspn(p, " \t");
+			if (w - p >= 10) {
+				memcpy(p, "<redacted>", 10);
+				memmove(p + 10, w, strlen(w) + 1);
+			} else {
+				/* shorter than the marker: overwrite what is there */
+				memset(p, '*', (size_t)(w - p));
+			}
+		}
+	}
 }
 
 struct gw {
@@ -202,6 +293,7 @@ struct gw {
 	dg_mirror *mirror;
 	dg_jobs *jobs;
 	dg_driver *exec;
+	dg_driver *coap;
 };
 
 static dg_store_migration migrations[3];
@@ -270,7 +362,19 @@ add_devices(struct gw *gw, const struct cfg *c)
 			dg_log_err("device '%s': %s", c->devices.items[i], why);
 			return DG_ERR_CONFIG_VALUE;
 		}
-		if ((err = dg_jobs_add_device(gw->jobs, d.id, gw->exec, d.address[0] ? d.address : NULL,
+		if (strcmp(d.driver, "coap") == 0) {
+			if (!gw->coap) {
+				dg_log_err("device %s: driver=coap needs coap-listen or coaps-listen", d.id);
+				return DG_ERR_CONFIG_VALUE;
+			}
+			err = dg_driver_coap_add_device(gw->coap, d.id, d.psk_len ? d.psk : NULL, d.psk_len,
+			    d.psk_required, d.push ? DG_COAP_PUSH : DG_COAP_PULL, d.address[0] ? d.address : NULL);
+			memset(d.psk, 0, sizeof(d.psk));
+			if (err != DG_OK)
+				return err;
+		}
+		if ((err = dg_jobs_add_device(gw->jobs, d.id, strcmp(d.driver, "coap") == 0 ? gw->coap : gw->exec,
+		    d.address[0] ? d.address : NULL,
 		    d.sha256[0] ? d.sha256 : NULL, d.version[0] ? d.version : NULL)) != DG_OK ||
 		    (err = dg_mirror_add(gw->mirror, d.id)) != DG_OK)
 			return err;
@@ -362,6 +466,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if (test_config) {
+		redact_devices(&gw.cfg.devices);
 		dg_config_dump(options, NOPTIONS, &gw.cfg);
 		printf("# configuration OK\n");
 		rc = 0;
@@ -427,6 +532,20 @@ main(int argc, char **argv)
 	if (gw.cfg.exec_command &&
 	    !(gw.exec = dg_driver_exec_new(gw.base, gw.cfg.exec_command, (int)gw.cfg.exec_timeout, &err)))
 		goto out;
+	if (gw.cfg.coap_listen || gw.cfg.coaps_listen) {
+		dg_coap_opts co = { 0 };
+
+		co.listen = gw.cfg.coap_listen;
+		co.dtls_listen = gw.cfg.coaps_listen;
+		co.secret = (const unsigned char *)gw.cfg.coap_secret;
+		co.secret_len = gw.cfg.coap_secret ? strlen(gw.cfg.coap_secret) : 0;
+		co.token_lifetime_s = (int)gw.cfg.coap_token_lifetime;
+		co.default_timeout_s = (int)gw.cfg.exec_timeout;
+		co.allow_unknown = gw.cfg.coap_allow_unknown;
+		co.install_path = gw.cfg.coap_install_path;
+		if (!(gw.coap = dg_driver_coap_new(gw.base, &co, &err)))
+			goto out;
+	}
 	if (add_devices(&gw, &gw.cfg) != DG_OK)
 		goto out;
 	if (dg_daemon_drop_privileges(gw.cfg.user) != DG_OK)
@@ -444,6 +563,7 @@ main(int argc, char **argv)
 out:
 	dg_jobs_free(gw.jobs);
 	dg_driver_free(gw.exec);
+	dg_driver_free(gw.coap);
 	dg_mirror_free(gw.mirror);
 	dg_outbox_free(gw.outbox);
 	dg_mqtt_free(gw.mqtt, 1000);

@@ -97,6 +97,8 @@ static const struct {
 	{ DG_ERR_FETCH_SINK, "download sink error" },
 	{ DG_ERR_FETCH_REDIRECTS, "too many HTTP redirects" },
 	/* drivers (issues 4, 5) */
+	{ DG_ERR_COAP_SETUP, "CoAP context, endpoint or DTLS set-up failed" },
+	{ DG_ERR_COAP_ADDRESS, "bad CoAP address" },
 };
 
 const char *

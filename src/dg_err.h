@@ -114,6 +114,8 @@ typedef enum dg_err {
 	/* 280-299: jobs */
 
 	/* 300-349: downstream drivers: coap, serial, exec (issues 4, 5) */
+	DG_ERR_COAP_SETUP = 300,   /* libcoap: context, endpoint or DTLS set-up failed */
+	DG_ERR_COAP_ADDRESS = 301, /* CoAP address does not parse or resolve */
 
 	DG_ERR_MAX_ /* not an error: one past the largest value in use */
 } dg_err;

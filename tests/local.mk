@@ -107,6 +107,14 @@ tests_fetch_driver_LDADD = proxy/libdgproxy.la src/libdgcore.la
 # --- delta (issue 6)
 INTEGRATION_TESTS += tests/integration/45-manifest-cli.sh
 
+# --- integration: coap (issue 5)
+INTEGRATION_TESTS += \
+	tests/integration/60-coap-pull.sh \
+	tests/integration/61-coap-interop.sh \
+	tests/integration/62-coap-security.sh \
+	tests/integration/63-coap-push-lossy.sh
+EXTRA_DIST += tests/lib-coap.sh
+
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)
 
