@@ -43,6 +43,7 @@ struct cfg {
 	int syslog;
 	char *pid_file;
 	char *user;
+	int clean_session;
 };
 
 static const dg_option options[] = {
@@ -63,6 +64,8 @@ static const dg_option options[] = {
 	{ "syslog", DG_OPT_BOOL, offsetof(struct cfg, syslog), 0, 0, "no", 0, NULL, "log to syslog instead of stderr" },
 	{ "pid-file", DG_OPT_STR, offsetof(struct cfg, pid_file), 0, 0, NULL, 0, NULL, "write the process id here" },
 	{ "user", DG_OPT_STR, offsetof(struct cfg, user), 0, 0, NULL, 0, NULL, "drop privileges to this user after start-up" },
+	{ "clean-session", DG_OPT_BOOL, offsetof(struct cfg, clean_session), 0, 0, "no", 0, NULL,
+	  "start a clean MQTT session (no: the broker keeps requests while we are away)" },
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -580,7 +583,7 @@ main(int argc, char **argv)
 	mo.client_id = sd.cfg.client_id;
 	mo.version = (int)sd.cfg.mqtt_version;
 	mo.max_inflight = (int)sd.cfg.max_inflight;
-	mo.clean_session = 1;
+	mo.clean_session = sd.cfg.clean_session;
 	mo.ca_file = sd.cfg.ca_file;
 	mo.cert_file = sd.cfg.cert_file;
 	mo.key_file = sd.cfg.key_file;

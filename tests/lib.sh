@@ -90,7 +90,7 @@ t_start_mosquitto() {
 $(t_mosquitto_user)
 listener $MQTT_PORT 127.0.0.1
 allow_anonymous true
-persistence false
+$( [ -n "${MQTT_PERSIST:-}" ] && printf 'persistence true\npersistence_location %s/\n' "$T_DIR" || echo 'persistence false' )
 max_queued_messages 0
 max_inflight_messages 0
 log_dest file $T_DIR/mosquitto.log
