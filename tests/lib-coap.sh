@@ -25,7 +25,7 @@ t_coap_conf() {
 		echo "coap-listen 127.0.0.1:$COAP_PORT"
 		echo "coaps-listen 127.0.0.1:$COAPS_PORT"
 		echo "coap-secret $COAP_SECRET"
-		[ -n "${COAP_EXTRA:-}" ] && printf '%s\n' "$COAP_EXTRA"
+		if [ -n "${COAP_EXTRA:-}" ]; then printf '%s\n' "$COAP_EXTRA"; fi
 	} >> "$T_DIR/gw.conf"
 }
 
