@@ -6,3 +6,5 @@ dist_doc_DATA += docs/cache.md
 dist_doc_DATA += docs/fetch.md
 dist_doc_DATA += docs/swu.md docs/manifest.md
 dist_man_MANS += docs/deltagate.1 docs/deltagated.8 docs/deltagate-shadowd.8
+# delta engine (issue 6)
+dist_doc_DATA += docs/delta-format.md

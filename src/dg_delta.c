@@ -1959,8 +1959,6 @@ run_zpatch(struct gen *g, struct job *j)
 	 * time on large images */
 	if (g->m > (64u << 20) && level > 9)
 		level = 9;
-	else if (g->m > (16u << 20) && level > 15)
-		level = 15;
 	it->kind = KIND_ZPATCH;
 	it->filter = j->plan->items[0].filter;
 	it->out_len = j->len;
@@ -2066,6 +2064,7 @@ diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 	unsigned threads = opts && opts->threads > 1 ? opts->threads : 1;
 	uint8_t *buf = NULL, *check = NULL;
 	size_t buflen = 0, checklen = 0, nplans = 0, nextra;
+	struct job *final = NULL;
 	int predict;
 	uint64_t ctarget;
 	dg_delta_apply_opts ao;
@@ -2177,7 +2176,8 @@ diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 	nextra = 2 + predict;
 	nplans = nv + nextra;
 	jobs = calloc(nv * nchunks + nextra, sizeof(*jobs));
-	if (!jobs) {
+	final = calloc(nv * nchunks + nextra, sizeof(*final));
+	if (!jobs || !final) {
 		err = DG_ERR_NOMEM;
 		goto fail;
 	}
@@ -2247,25 +2247,43 @@ diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 		if (best == SIZE_MAX || plans[i].size < plans[best].size)
 			best = i;
 	}
-	/* rebuild the winner for real: its jobs again, fully compressed */
+	/* rebuild the winner for real: its jobs again, fully compressed; and
+	 * every other candidate within 30% of it, since methods gain unequally
+	 * from the full level (zstd patch-from most) */
 	if (best != nplans - 1) {
-		size_t nj = 0;
+		size_t nj = 0, p;
+		uint64_t est = plans[best].size;
 
-		for (c = 0; c < plans[best].n; c++)
-			item_free(&plans[best].items[c]);
-		memset(plans[best].items, 0, plans[best].n * sizeof(struct item));
-		for (i = 0; i < njobs; i++)
-			if (jobs[i].plan == &plans[best]) {
-				if (best < nv)
-					plans[best].items[jobs[i].item].filter = (uint8_t)filters[best];
-				jobs[nj] = jobs[i];
-				jobs[nj++].err = DG_OK;
-			}
-		njobs = nj;
+		for (p = 0; p < nplans - 1; p++) {
+			if (p != best && plans[p].size > est + est * 3 / 10)
+				continue;
+			for (c = 0; c < plans[p].n; c++)
+				item_free(&plans[p].items[c]);
+			memset(plans[p].items, 0, plans[p].n * sizeof(struct item));
+			for (i = 0; i < njobs; i++)
+				if (jobs[i].plan == &plans[p]) {
+					if (p < nv)
+						plans[p].items[jobs[i].item].filter = (uint8_t)filters[p];
+					final[nj] = jobs[i];
+					final[nj++].err = DG_OK;
+				}
+		}
 		g.final = 1;
-		if ((err = run_jobs(&g, jobs, njobs, threads)))
+		if ((err = run_jobs(&g, final, nj, threads)))
 			goto fail;
 		g.final = 0;
+		for (i = 0; i < nj; i++) {
+			struct plan *pl = final[i].plan;
+
+			pl->size = HDR_SIZE + pl->n * ITEM_SIZE;
+			for (c = 0; c < pl->n; c++)
+				pl->size += item_payload(&pl->items[c]);
+		}
+		for (i = 0; i < nj; i++)
+			if (final[i].plan->size < plans[best].size || best == nplans - 1)
+				best = (size_t)(final[i].plan - plans);
+		dg_log_debug("final choice %s: %llu bytes", plans[best].method,
+			     (unsigned long long)plans[best].size);
 	}
 	/* the raw plan's payload is the zstd-compressed target: the yardstick,
 	 * at the full level unless the delta is clearly below it */
@@ -2326,6 +2344,7 @@ fail:
 	for (i = 0; i < nplans && i < MAX_VARIANTS + 3; i++)
 		plan_free(&plans[i]);
 	free(jobs);
+	free(final);
 	for (v = 0; v < MAX_VARIANTS; v++) {
 		dg_bsdiff_index_free(idx[v]);
 		if (v > 0) {

@@ -5,7 +5,10 @@
 #                     program at two source versions (bench/delta/genprog.py);
 #   ext4-32m:         ext4 images made with mke2fs -d from two versions of a
 #                     file tree (bench/delta/mktree.py over /usr/share/doc);
-#   ext4-32m.gz:      the same images gzip -9'd;
+#   ext4-32m.gz:      the same images gzip -9'd (GNU gzip: zlib cannot
+#                     reproduce those members, so deltagate diffs them as is);
+#   ext4-32m.zgz:     the same images gzip'd by zlib level 9 (as zlib-based
+#                     image tools do): deltagate diffs them decompressed;
 #   ext4-100m:        a 100 MiB image pair (generation time).
 # Prints the command, the machine, and per pair and tool: delta bytes,
 # generation time (wall and user CPU), apply time, apply peak RSS.
@@ -16,7 +19,7 @@ BUILD=${1:-$HERE/../../build}
 DG=$(cd "$BUILD" && pwd)/src/deltagate
 W=${BENCH_WORK:-$(mktemp -d /tmp/dgbench.XXXXXX)}
 T=/usr/bin/time
-PAIRS=${PAIRS:-"prog-1m prog-2m ext4-32m ext4-32m.gz ext4-100m"}
+PAIRS=${PAIRS:-"prog-1m prog-2m ext4-32m ext4-32m.gz ext4-32m.zgz ext4-100m"}
 BSDIFF_TIMEOUT=${BSDIFF_TIMEOUT:-900}
 
 echo "command: $0 $*"
@@ -45,6 +48,12 @@ mkpair() {
 		[ -f "$W/ext4-32m.src" ] || mkpair ext4-32m
 		gzip -9 -n -c "$W/ext4-32m.src" >"$W/$1.src"
 		gzip -9 -n -c "$W/ext4-32m.tgt" >"$W/$1.tgt" ;;
+	ext4-32m.zgz)
+		[ -f "$W/ext4-32m.src" ] || mkpair ext4-32m
+		for v in src tgt; do
+			python3 -c 'import sys, gzip; sys.stdout.buffer.write(gzip.compress(open(sys.argv[1], "rb").read(), 9, mtime=0))' \
+				"$W/ext4-32m.$v" >"$W/$1.$v"
+		done ;;
 	esac
 }
 
@@ -69,7 +78,7 @@ measure() {
 : >"$W/sizes"
 printf "%-12s %-10s %10s %8s %8s %8s %8s %9s %s\n" pair tool "delta B" "% tgt" "gen s" "gen cpu" "apply s" "apply KB" check
 for p in $PAIRS; do
-	[ -f "$W/$p.src" ] || mkpair "$p"
+	[ -f "$W/$p.src" ] && [ -f "$W/$p.tgt" ] || mkpair "$p"
 	s="$W/$p.src"; t="$W/$p.tgt"
 	printf "# %s: source %d bytes, target %d bytes\n" "$p" "$(stat -c %s "$s")" "$(stat -c %s "$t")"
 	measure "$p" deltagate "$DG diff --force $s $t $W/d.dg" "$DG apply $s $W/d.dg $W/o.dg" "$W/d.dg" "$W/o.dg"
