@@ -54,6 +54,8 @@ struct cfg {
 	int64_t coap_token_lifetime;
 	int coap_allow_unknown;
 	int64_t max_deliveries;
+	int64_t max_per_driver;
+	int64_t max_per_link;
 	int64_t report_rate;
 	int64_t progress_interval;
 	uint64_t max_image_size;
@@ -107,12 +109,14 @@ static const dg_option options[] = {
 	{ "coap-allow-unknown", DG_OPT_BOOL, O(coap_allow_unknown), 0, 0, "no", 0, NULL, "accept /rd registrations of unconfigured ids (plain UDP only)" },
 	{ "coap-install-path", DG_OPT_STR, O(coap_install_path), 0, 0, "5/0/2", 0, NULL, "push: path POSTed after the image ('' for none)" },
 	{ "max-deliveries", DG_OPT_INT, O(max_deliveries), 1, 10000, "4", 1, NULL, "concurrent downstream transfers" },
+	{ "max-deliveries-per-driver", DG_OPT_INT, O(max_per_driver), 0, 10000, "0", 1, NULL, "concurrent transfers through one driver (0: no limit)" },
+	{ "max-deliveries-per-link", DG_OPT_INT, O(max_per_link), 1, 10000, "1", 1, NULL, "concurrent transfers among devices sharing a link= name" },
 	{ "report-rate", DG_OPT_INT, O(report_rate), 1, 100000, "50", 1, NULL, "reports published per second at most" },
 	{ "progress-interval", DG_OPT_INT, O(progress_interval), 10, 3600000, "1000", 1, NULL, "ms between progress reports of a device" },
 	{ "max-image-size", DG_OPT_SIZE, O(max_image_size), 1, 0, "256M", 1, NULL, "largest image accepted" },
 	{ "device", DG_OPT_LIST, O(devices), 0, 0, NULL, 1, check_device, "ID [driver=exec] [address=A] [sha256=HEX] [version=V] (repeatable)" },
 	{ "log-level", DG_OPT_STR, O(log_level), 0, 0, "info", 1, dg_config_check_log_level, "err, warn, info or debug" },
-	{ "device", DG_OPT_LIST, O(devices), 0, 0, NULL, 1, check_device, "ID [driver=exec|coap] [address=A] [sha256=HEX] [version=V] [psk=hex:H|text:T] [dtls=required|optional] [mode=pull|push] (repeatable)" },
+	{ "device", DG_OPT_LIST, O(devices), 0, 0, NULL, 1, check_device, "ID [driver=exec|coap] [address=A] [link=L] [sha256=HEX] [version=V] [psk=hex:H|text:T] [dtls=required|optional] [mode=pull|push] (repeatable)" },
 	{ "log-level", DG_OPT_STR, O(log_level), 0, 0, "info", 1, dg_config_check_log_level, "err, warn, info or debug" },
 	{ "syslog", DG_OPT_BOOL, O(syslog), 0, 0, "no", 0, NULL, "log to syslog instead of stderr" },
 	{ "pid-file", DG_OPT_STR, O(pid_file), 0, 0, NULL, 0, NULL, "write the process id here" },
@@ -127,6 +131,7 @@ struct devspec {
 	char address[256];
 	char sha256[65];
 	char version[64];
+	char link[64];
 	unsigned char psk[64];
 	size_t psk_len;
 	int psk_required;
@@ -211,6 +216,8 @@ parse_device(const char *line, struct devspec *d, char *why, size_t whylen)
 			strcpy(d->sha256, eq);
 		} else if (strcmp(tok, "version") == 0 && n < sizeof(d->version)) {
 			strcpy(d->version, eq);
+		} else if (strcmp(tok, "link") == 0 && n > 0 && n < sizeof(d->link)) {
+			strcpy(d->link, eq);
 		} else if (strcmp(tok, "psk") == 0) {
 			if (parse_psk(eq, d) != 0) {
 				snprintf(why, whylen, "psk must be hex:HEX or text:TEXT of 1-64 bytes");
@@ -374,7 +381,7 @@ add_devices(struct gw *gw, const struct cfg *c)
 				return err;
 		}
 		if ((err = dg_jobs_add_device(gw->jobs, d.id, strcmp(d.driver, "coap") == 0 ? gw->coap : gw->exec,
-		    d.address[0] ? d.address : NULL,
+		    d.address[0] ? d.address : NULL, d.link[0] ? d.link : NULL,
 		    d.sha256[0] ? d.sha256 : NULL, d.version[0] ? d.version : NULL)) != DG_OK ||
 		    (err = dg_mirror_add(gw->mirror, d.id)) != DG_OK)
 			return err;
@@ -394,6 +401,19 @@ reload(struct gw *gw)
 	}
 	dg_log_set_level((dg_log_level)dg_log_level_parse(fresh.log_level));
 	dg_cache_set_quota(gw->cache, fresh.cache_quota);
+	{
+		dg_jobs_opts jo = { 0 };
+
+		jo.max_deliveries = (int)fresh.max_deliveries;
+		jo.max_per_driver = (int)fresh.max_per_driver;
+		jo.max_per_link = (int)fresh.max_per_link;
+		jo.stage_timeout_s = (int)fresh.stage_timeout;
+		jo.delivery_timeout_s = (int)fresh.exec_timeout;
+		jo.progress_interval_ms = (int)fresh.progress_interval;
+		jo.max_image_size = fresh.max_image_size;
+		dg_jobs_set_limits(gw->jobs, &jo);
+	}
+	dg_outbox_set_rate(gw->outbox, (double)fresh.report_rate);
 	/* new devices join; jobs in flight are untouched */
 	if (add_devices(gw, &fresh) != DG_OK)
 		dg_log_err("SIGHUP: some devices could not be added");
@@ -523,6 +543,8 @@ main(int argc, char **argv)
 	jo.gateway_id = gw.cfg.gateway_id;
 	jo.provider = gw.cfg.provider;
 	jo.max_deliveries = (int)gw.cfg.max_deliveries;
+	jo.max_per_driver = (int)gw.cfg.max_per_driver;
+	jo.max_per_link = (int)gw.cfg.max_per_link;
 	jo.stage_timeout_s = (int)gw.cfg.stage_timeout;
 	jo.delivery_timeout_s = (int)gw.cfg.exec_timeout;
 	jo.progress_interval_ms = (int)gw.cfg.progress_interval;

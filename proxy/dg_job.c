@@ -118,6 +118,7 @@ struct device {
 	char holder[DG_TOPIC_ID_MAX + 16]; /* "device:<id>;": no id is a prefix of another's */
 	dg_driver *driver;
 	char *address;
+	char *link;              /* shared medium, NULL: alone on it */
 	char image_hex[65];      /* what it runs, "" if unknown */
 	char *version;
 	struct job *job;         /* the active job, if any */
@@ -736,6 +737,32 @@ job_unlink_free(struct job *jb)
 	free(jb);
 }
 
+/* Is there a delivery slot for jb: in total, through its driver and on
+ * its link? */
+static int
+can_deliver(struct job *jb)
+{
+	dg_jobs *j = jb->j;
+	struct job *o;
+	int per_driver = 0, per_link = 0;
+
+	if (j->delivering >= j->o.max_deliveries)
+		return 0;
+	for (o = j->jobs; o; o = o->next) {
+		if (!o->delivering)
+			continue;
+		if (o->dev->driver == jb->dev->driver)
+			per_driver++;
+		if (jb->dev->link && o->dev->link && strcmp(o->dev->link, jb->dev->link) == 0)
+			per_link++;
+	}
+	if (j->o.max_per_driver > 0 && per_driver >= j->o.max_per_driver)
+		return 0;
+	if (jb->dev->link && per_link >= j->o.max_per_link)
+		return 0;
+	return 1;
+}
+
 /* Start staged jobs while delivery slots are free. Each advance may free
  * jobs, so the list is searched again from its head every time; every
  * advance moves its job out of the staged stage, so this ends. */
@@ -748,8 +775,14 @@ kick_deliveries(dg_jobs *j)
 		return;
 	j->kicking = 1;
 	while (j->delivering < j->o.max_deliveries) {
-		for (jb = j->jobs; jb && !(jb->stage == ST_STAGED && !jb->delivering && !jb->settle); jb = jb->next)
-			;
+		/* the staged job that waited longest (the list is newest first)
+		 * and has a slot on its driver and link */
+		struct job *pick = NULL;
+
+		for (jb = j->jobs; jb; jb = jb->next)
+			if (jb->stage == ST_STAGED && !jb->delivering && !jb->settle && can_deliver(jb))
+				pick = jb;
+		jb = pick;
 		if (!jb)
 			break;
 		job_advance(jb);
@@ -859,7 +892,7 @@ job_deliver(struct job *jb)
 		job_finish(jb, 0, DG_EXT_JOB_NO_DRIVER, NULL);
 		return;
 	}
-	if (j->delivering >= j->o.max_deliveries)
+	if (!can_deliver(jb))
 		return; /* staged: kick_deliveries starts it when a slot frees */
 	if (dg_cache_pin(j->cache, j->provider, jb->target, "deliver") != DG_OK ||
 	    !(path = dg_cache_path(j->cache, j->provider, jb->target, &err))) {
@@ -1017,6 +1050,8 @@ dg_jobs_new(struct event_base *base, dg_store *store, dg_cache *cache,
 		j->o.max_rebuilds = 1;
 	if (j->o.max_deliveries <= 0)
 		j->o.max_deliveries = 4;
+	if (j->o.max_per_link <= 0)
+		j->o.max_per_link = 1;
 	if (j->o.stage_timeout_s <= 0)
 		j->o.stage_timeout_s = 3600;
 	if (j->o.delivery_timeout_s <= 0)
@@ -1058,6 +1093,7 @@ dg_jobs_free(dg_jobs *j)
 		j->devices = d->next;
 		free(d->id);
 		free(d->address);
+		free(d->link);
 		free(d->version);
 		free(d);
 	}
@@ -1068,7 +1104,7 @@ dg_jobs_free(dg_jobs *j)
 
 dg_err
 dg_jobs_add_device(dg_jobs *j, const char *id, dg_driver *driver, const char *address,
-    const char *image_hex, const char *version)
+    const char *link, const char *image_hex, const char *version)
 {
 	struct device *d = find_device(j, id);
 	sqlite3_stmt *s;
@@ -1086,6 +1122,8 @@ dg_jobs_add_device(dg_jobs *j, const char *id, dg_driver *driver, const char *ad
 	d->driver = driver;
 	free(d->address);
 	d->address = address ? strdup(address) : NULL;
+	free(d->link);
+	d->link = link && *link ? strdup(link) : NULL;
 	/* what we recorded last wins over the configuration's initial view */
 	s = dg_store_prepare(j->store, "SELECT image_sha256, version FROM device WHERE id = ?");
 	if (s) {
@@ -1298,6 +1336,25 @@ dg_jobs_resume(dg_jobs *j)
 		job_advance(jb);
 		jb = next;
 	}
+}
+
+void
+dg_jobs_set_limits(dg_jobs *j, const dg_jobs_opts *o)
+{
+	if (o->max_deliveries > 0)
+		j->o.max_deliveries = o->max_deliveries;
+	j->o.max_per_driver = o->max_per_driver;
+	if (o->max_per_link > 0)
+		j->o.max_per_link = o->max_per_link;
+	if (o->stage_timeout_s > 0)
+		j->o.stage_timeout_s = o->stage_timeout_s;
+	if (o->delivery_timeout_s > 0)
+		j->o.delivery_timeout_s = o->delivery_timeout_s;
+	if (o->progress_interval_ms > 0)
+		j->o.progress_interval_ms = o->progress_interval_ms;
+	if (o->max_image_size)
+		j->o.max_image_size = o->max_image_size;
+	kick_deliveries(j);
 }
 
 void

@@ -59,6 +59,9 @@ typedef struct dg_jobs_opts {
 	const char *provider;      /* cache provider for images and deltas */
 	int max_rebuilds;          /* concurrent delta applications (1) */
 	int max_deliveries;        /* concurrent downstream transfers (4) */
+	int max_per_driver;        /* of them through one driver (0: no limit) */
+	int max_per_link;          /* of them on one link, e.g. a radio
+	                            * network or a serial bus (1) */
 	int stage_timeout_s;       /* fetch/rebuild stage bound (3600) */
 	int delivery_timeout_s;    /* per delivery (600) */
 	int progress_interval_ms;  /* progress report spacing per device (1000) */
@@ -74,9 +77,16 @@ dg_jobs *dg_jobs_new(struct event_base *base, dg_store *store, dg_cache *cache,
 void dg_jobs_free(dg_jobs *j);
 
 /* Declare a device; driver (borrowed, may be NULL for "none") delivers to
- * it at address. image_sha256_hex / version: what it runs, if known. */
+ * it at address. link (may be NULL: the device is alone on its link) names
+ * the medium it shares with others, for max_per_link. image_sha256_hex /
+ * version: what it runs, if known. */
 dg_err dg_jobs_add_device(dg_jobs *j, const char *id, dg_driver *driver,
-    const char *address, const char *image_sha256_hex, const char *version);
+    const char *address, const char *link, const char *image_sha256_hex,
+    const char *version);
+
+/* Change the limits and intervals of opts at run time (SIGHUP); jobs in
+ * flight keep their slots. */
+void dg_jobs_set_limits(dg_jobs *j, const dg_jobs_opts *opts);
 
 /* The device's mirrored document changed: start, supersede or leave jobs. */
 void dg_jobs_on_document(dg_jobs *j, const char *id, const json_t *doc);

@@ -281,6 +281,13 @@ dg_outbox_put(dg_outbox *ob, const char *key, const char *topic, const char *pay
 }
 
 void
+dg_outbox_set_rate(dg_outbox *ob, double rate)
+{
+	if (rate > 0)
+		ob->rate = rate;
+}
+
+void
 dg_outbox_kick(dg_outbox *ob)
 {
 	arm(ob, 0);

@@ -39,6 +39,9 @@ void dg_outbox_free(dg_outbox *ob);
 dg_err dg_outbox_put(dg_outbox *ob, const char *key, const char *topic,
     const char *payload, int coalesce);
 
+/* Change the publish rate (SIGHUP). */
+void dg_outbox_set_rate(dg_outbox *ob, double rate);
+
 /* Try to send what waits (call after a reconnect; also runs by itself). */
 void dg_outbox_kick(dg_outbox *ob);
 

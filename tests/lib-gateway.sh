@@ -26,6 +26,7 @@ t_gw_flasher() {
 set -e
 out="$DG_TEST_DIR/dev/$DG_DEVICE.bin"
 echo "progress 0 $DG_IMAGE_SIZE"
+echo "start $DG_DEVICE $(date +%s%N)" >> "$DG_TEST_DIR/dev/flash.log"
 [ "$DG_ADDRESS" = slow ] && sleep "${FLASH_SLOW:-3}"
 cp "$DG_IMAGE" "$out.tmp"
 echo "progress $(( DG_IMAGE_SIZE / 2 )) $DG_IMAGE_SIZE"
@@ -35,6 +36,7 @@ echo installing
 mv "$out.tmp" "$out"
 echo "$DG_JOB" >> "$DG_TEST_DIR/dev/$DG_DEVICE.jobs"
 echo "progress $DG_IMAGE_SIZE $DG_IMAGE_SIZE"
+echo "end $DG_DEVICE $(date +%s%N)" >> "$DG_TEST_DIR/dev/flash.log"
 echo "version $DG_VERSION"
 SH
 	chmod +x "$T_DIR/flash.sh"
@@ -80,6 +82,11 @@ t_gw_command() {
 # a related-file entry for DELTA rebuilding from SOURCE
 t_gw_related() {
 	echo "[{\"url\":\"$1\",\"sha256\":\"$(t_sha "$2")\",\"size\":$(stat -c %s "$2"),\"sourceSha256\":\"$3\"}]"
+}
+
+# The most flashing tools that ran at the same time (from flash.log).
+t_gw_max_concurrent() {
+	sort -k3 -n "$T_DIR/dev/flash.log" | awk '$1 == "start" { n++; if (n > m) m = n } $1 == "end" { n-- } END { print m + 0 }'
 }
 
 t_gw_reported() {
