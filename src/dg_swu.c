@@ -29,6 +29,7 @@ struct dg_swu {
 	size_t count;
 	dg_swu_member trailer;
 	char *names;        /* all names, NUL-separated, members point here */
+	size_t *by_name;    /* member indexes sorted by name, for dg_swu_find */
 	uint64_t tail_pad;
 	uint32_t block;
 	dg_swu_format format;
@@ -191,12 +192,16 @@ parse_header(const uint8_t *p, dg_swu_member *m, uint32_t *namesize)
 	return DG_OK;
 }
 
+/* qsort has no context argument: the members being sorted are passed in
+ * a thread-local, so parsing stays safe from several threads. */
+static _Thread_local const dg_swu_member *sort_members;
+
 static int
 cmp_names(const void *a, const void *b)
 {
-	const dg_swu_member *const *x = a, *const *y = b;
+	const size_t *x = a, *y = b;
 
-	return strcmp((*x)->name, (*y)->name);
+	return strcmp(sort_members[*x].name, sort_members[*y].name);
 }
 
 /* Smallest multiple of 512 (up to 64 KiB) that explains tail_pad zero
@@ -218,7 +223,7 @@ dg_swu_parse(const void *vbuf, size_t len, dg_err *err, char *why, size_t whylen
 	const uint8_t *buf = vbuf;
 	dg_swu *swu = NULL;
 	dg_swu_member *ms = NULL, m;
-	const dg_swu_member **sorted = NULL;
+	size_t *sorted = NULL;
 	size_t cap = 0, count = 0, names_len = 0, i;
 	uint64_t off = 0;
 	int have_trailer = 0;
@@ -372,22 +377,22 @@ dg_swu_parse(const void *vbuf, size_t len, dg_err *err, char *why, size_t whylen
 		    (unsigned long long)swu->tail_pad);
 		goto fail;
 	}
-	/* Duplicate names make pairing by name ambiguous: refuse them. */
-	if (count > 1) {
-		if (!(sorted = malloc(count * sizeof(*sorted)))) {
-			e = DG_ERR_NOMEM;
+	/* Duplicate names make pairing by name ambiguous: refuse them. The
+	 * sorted order is kept for dg_swu_find. */
+	if (!(sorted = malloc((count ? count : 1) * sizeof(*sorted)))) {
+		e = DG_ERR_NOMEM;
+		goto fail;
+	}
+	for (i = 0; i < count; i++)
+		sorted[i] = i;
+	sort_members = ms;
+	qsort(sorted, count, sizeof(*sorted), cmp_names);
+	for (i = 1; i < count; i++)
+		if (strcmp(ms[sorted[i - 1]].name, ms[sorted[i]].name) == 0) {
+			e = DG_ERR_SWU_DUPLICATE;
+			setwhy(why, whylen, "member name '%s' appears twice", ms[sorted[i]].name);
 			goto fail;
 		}
-		for (i = 0; i < count; i++)
-			sorted[i] = &ms[i];
-		qsort(sorted, count, sizeof(*sorted), cmp_names);
-		for (i = 1; i < count; i++)
-			if (strcmp(sorted[i - 1]->name, sorted[i]->name) == 0) {
-				e = DG_ERR_SWU_DUPLICATE;
-				setwhy(why, whylen, "member name '%s' appears twice", sorted[i]->name);
-				goto fail;
-			}
-	}
 	if (!(swu->names = malloc(names_len ? names_len : 1))) {
 		e = DG_ERR_NOMEM;
 		goto fail;
@@ -400,7 +405,7 @@ dg_swu_parse(const void *vbuf, size_t len, dg_err *err, char *why, size_t whylen
 		ms[i].name = np;
 		np += n;
 	}
-	free(sorted);
+	swu->by_name = sorted;
 	swu->buf = buf;
 	swu->len = len;
 	swu->members = ms;
@@ -426,6 +431,7 @@ dg_swu_free(dg_swu *swu)
 		return;
 	free(swu->members);
 	free(swu->names);
+	free(swu->by_name);
 	free(swu);
 }
 
@@ -444,14 +450,22 @@ dg_swu_member_at(const dg_swu *swu, size_t i)
 const dg_swu_member *
 dg_swu_find(const dg_swu *swu, const char *name, size_t *index)
 {
-	size_t i;
+	size_t lo = 0, hi = swu->count;
 
-	for (i = 0; i < swu->count; i++)
-		if (strcmp(swu->members[i].name, name) == 0) {
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2, k = swu->by_name[mid];
+		int c = strcmp(name, swu->members[k].name);
+
+		if (c == 0) {
 			if (index)
-				*index = i;
-			return &swu->members[i];
+				*index = k;
+			return &swu->members[k];
 		}
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
 	return NULL;
 }
 

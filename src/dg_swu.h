@@ -76,7 +76,8 @@ void dg_swu_free(dg_swu *swu);
 /* Members in archive order, trailer excluded; i < dg_swu_count(). */
 size_t dg_swu_count(const dg_swu *swu);
 const dg_swu_member *dg_swu_member_at(const dg_swu *swu, size_t i);
-/* The member called name, or NULL; *index (if not NULL) gets its place. */
+/* The member called name, or NULL; *index (if not NULL) gets its place.
+ * Binary search over a sorted index: O(log n). */
 const dg_swu_member *dg_swu_find(const dg_swu *swu, const char *name,
     size_t *index);
 /* The TRAILER!!! member as read (pass it to dg_swu_writer_finish). */

@@ -515,6 +515,37 @@ test_desc_first(void **state)
 }
 
 static void
+test_find_many(void **state)
+{
+	struct buf b = { 0 };
+	char name[32];
+	dg_swu *s;
+	size_t i, idx;
+	dg_err e;
+
+	/* names in an order unlike their sorted one */
+	for (i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "m%zu/%zu", (i * 7919) % 300, i);
+		add_raw(&b, "070701", name, (uint32_t)strlen(name) + 1, "x", 1, 0, 0);
+	}
+	add_trailer(&b, "070701");
+	s = dg_swu_parse(b.p, b.len, &e, NULL, 0);
+	assert_non_null(s);
+	assert_int_equal(dg_swu_count(s), 300);
+	for (i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "m%zu/%zu", (i * 7919) % 300, i);
+		assert_non_null(dg_swu_find(s, name, &idx));
+		assert_int_equal(idx, i);
+		assert_string_equal(dg_swu_member_at(s, idx)->name, name);
+		snprintf(name, sizeof(name), "m%zu/%zu", (i * 7919) % 300, i + 1);
+		assert_null(dg_swu_find(s, name, NULL));
+	}
+	assert_null(dg_swu_find(s, "", NULL));
+	dg_swu_free(s);
+	free(b.p);
+}
+
+static void
 test_writer_misuse(void **state)
 {
 	struct buf out = { 0 };
@@ -642,6 +673,7 @@ main(void)
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_lower_case_hex_kept),
 		cmocka_unit_test(test_desc_first),
+		cmocka_unit_test(test_find_many),
 		cmocka_unit_test(test_writer_misuse),
 		cmocka_unit_test(test_sign),
 	};
