@@ -94,7 +94,8 @@ archive_free(struct archive *ar)
 {
 	if (!ar)
 		return;
-	for (size_t i = 0; i < ar->nt; i++)
+	/* nt may be set before t is allocated (spec_load failing) */
+	for (size_t i = 0; ar->t && i < ar->nt; i++)
 		free(ar->t[i].hdr);
 	free(ar->s);
 	free(ar->t);
