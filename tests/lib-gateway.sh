@@ -5,7 +5,8 @@
 #                             $T_DIR/dev/$DG_DEVICE.bin, checks its SHA-256,
 #                             reports progress; a device whose address is
 #                             "fail" fails its install (exit 3); address
-#                             "slow" takes FLASH_SLOW seconds (default 3)
+#                             "slow" takes FLASH_SLOW seconds (default 3);
+#                             $T_DIR/dev/ID.delay adds that many seconds
 #   t_gw_start [OPTIONS]      start deltagated with $T_DIR/gw.conf; GW_PID
 #   t_gw_cache_import FILE    put FILE in the gateway's cache (provider default)
 #   t_sha FILE                hex SHA-256 of FILE
@@ -28,6 +29,8 @@ out="$DG_TEST_DIR/dev/$DG_DEVICE.bin"
 echo "progress 0 $DG_IMAGE_SIZE"
 echo "start $DG_DEVICE $(date +%s%N)" >> "$DG_TEST_DIR/dev/flash.log"
 [ "$DG_ADDRESS" = slow ] && sleep "${FLASH_SLOW:-3}"
+# a per-device delay the test can change while the gateway runs
+[ -f "$DG_TEST_DIR/dev/$DG_DEVICE.delay" ] && sleep "$(cat "$DG_TEST_DIR/dev/$DG_DEVICE.delay")"
 cp "$DG_IMAGE" "$out.tmp"
 echo "progress $(( DG_IMAGE_SIZE / 2 )) $DG_IMAGE_SIZE"
 echo installing

@@ -37,4 +37,18 @@ head -c 30000 /dev/urandom > "$NGINX_WWW/c.bin"
 for i in 1 2 3; do t_gw_command "l$i" jobL3 "$NGINX_URL/c.bin" "$NGINX_WWW/c.bin"; done
 for i in 1 2 3; do t_check "l$i succeeds (third job)" t_gw_wait_status "l$i" jobL3 SUCCEEDED 60; done
 t_check "after SIGHUP: the driver limit (2) holds on a link allowing 3" test "$(t_gw_max_concurrent)" -eq 2
+
+# a newer command supersedes the job in flight: its flashing tool is
+# stopped and the new job runs
+echo 20 > "$T_DIR/dev/l4.delay"
+head -c 30000 /dev/urandom > "$NGINX_WWW/d.bin"
+head -c 30000 /dev/urandom > "$NGINX_WWW/e.bin"
+t_gw_command l4 jobS1 "$NGINX_URL/d.bin" "$NGINX_WWW/d.bin"
+t_check "jobS1 is transferring" t_wait_for 30 sh -c "[ \"\$(sqlite3 '$GW_DB' \"SELECT stage FROM job WHERE device = 'l4' AND job_id = 'jobS1'\")\" = transferring ]"
+rm "$T_DIR/dev/l4.delay"
+t_gw_command l4 jobS2 "$NGINX_URL/e.bin" "$NGINX_WWW/e.bin"
+t_check "jobS2 succeeds" t_gw_wait_status l4 jobS2 SUCCEEDED 30
+t_check "jobS1 is recorded as superseded" test "$(sqlite3 "$GW_DB" "SELECT stage FROM job WHERE device = 'l4' AND job_id = 'jobS1'")" = superseded
+t_check "the device holds jobS2's image" cmp "$T_DIR/dev/l4.bin" "$NGINX_WWW/e.bin"
+t_check "jobS1 never completed on the device" sh -c "! grep -qx jobS1 '$T_DIR/dev/l4.jobs'"
 t_done
