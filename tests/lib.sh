@@ -95,17 +95,23 @@ max_queued_messages 0
 max_inflight_messages 0
 log_dest file $T_DIR/mosquitto.log
 CONF
-	mosquitto -c "$T_DIR/mosquitto.conf" >/dev/null 2>&1 &
+	mosquitto -c "$T_DIR/mosquitto.conf" >>"$T_DIR/mosquitto.out" 2>&1 &
 	MQTT_PID=$!
 	T_PIDS="$T_PIDS $MQTT_PID"
 	MQTT_URL="mqtt://127.0.0.1:$MQTT_PORT"
-	t_wait_for 10 t_port_open "$MQTT_PORT"
+	if ! t_wait_for 10 t_port_open "$MQTT_PORT"; then
+		# say why in the test's log
+		echo "# mosquitto did not listen on $MQTT_PORT: $(tail -3 "$T_DIR/mosquitto.out" "$T_DIR/mosquitto.log" 2>/dev/null | tr '\n' ' ')"
+		return 1
+	fi
 }
 
+# Stop a server by PID: SIGTERM, and SIGKILL only after 20 s (a broker
+# saving its persistent sessions must not be cut short on a loaded machine).
 t_stop_pid() {
 	kill "$1" 2>/dev/null
 	_i=0
-	while kill -0 "$1" 2>/dev/null && [ $_i -lt 100 ]; do sleep 0.05; _i=$((_i + 1)); done
+	while kill -0 "$1" 2>/dev/null && [ $_i -lt 400 ]; do sleep 0.05; _i=$((_i + 1)); done
 	kill -9 "$1" 2>/dev/null
 	wait "$1" 2>/dev/null
 	return 0
