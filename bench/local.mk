@@ -21,3 +21,9 @@ bench_swu_gzprobe_LDADD = src/libdgcore.la
 EXTRA_DIST += bench/swu/gzip-repro.sh
 # delta engine (issue 6)
 EXTRA_DIST += bench/delta
+# coap (issue 5): bench/coap, bench/udp_relay (a lossy UDP link)
+EXTRA_DIST += bench/coap
+noinst_PROGRAMS += bench/udp_relay
+bench_udp_relay_SOURCES = bench/udp_relay.c
+bench_udp_relay_CFLAGS = $(src_libdgcore_la_CFLAGS)
+bench_udp_relay_LDADD = src/libdgcore.la
