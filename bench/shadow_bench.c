@@ -2,6 +2,11 @@
  *
  *   shadow_bench shadow URI N DEVICES WINDOW   update -> update/accepted
  *   shadow_bench broker URI N DEVICES WINDOW   publish -> receive (reference)
+ *   shadow_bench responder URI                 a stand-in for the service
+ *       that does nothing but answer every state/<id>/update with an
+ *       update/accepted and an update/documents of the service's sizes
+ *       (no JSON, no SQLite): the ceiling of any service on this client
+ *       library, broker and machine (reference)
  *
  * Keeps WINDOW requests outstanding (pipelined), QoS 1 both ways, and
  * prints "<mode> N messages in S s: R msg/s".
@@ -24,6 +29,7 @@ struct bench {
 	struct event_base *base;
 	dg_mqtt *m;
 	int shadow;
+	int responder;
 	long n, devices, window, sent, received, rejected;
 	uint64_t t0, t1;
 	int started;
@@ -50,12 +56,42 @@ send_more(struct bench *b)
 	}
 }
 
+/* The service answers an update of L bytes with update/accepted (the
+ * request with metadata, version and timestamp: about 4 L for this bench's
+ * 45-byte requests) and update/documents (previous and current: about
+ * 8 L); answer with payloads of those sizes. */
+static void
+respond(struct bench *b, const char *topic, const void *payload, size_t len)
+{
+	static char out[8192];
+	char t[256];
+	size_t n;
+
+	if (len > 1000 || strlen(topic) + 16 > sizeof(t))
+		return;
+	n = 4 * len;
+	memset(out, ' ', n);
+	memcpy(out, payload, len);
+	snprintf(t, sizeof(t), "%s/accepted", topic);
+	dg_mqtt_publish(b->m, t, out, n, 1, 0, NULL, NULL);
+	n = 8 * len;
+	memset(out, ' ', n);
+	memcpy(out, payload, len);
+	snprintf(t, sizeof(t), "%s/documents", topic);
+	dg_mqtt_publish(b->m, t, out, n, 1, 0, NULL, NULL);
+	b->received++;
+}
+
 static void
 on_message(dg_mqtt *m, const char *topic, const void *payload, size_t len,
     int qos, int retained, void *arg)
 {
 	struct bench *b = arg;
 
+	if (b->responder) {
+		respond(b, topic, payload, len);
+		return;
+	}
 	if (strncmp(topic, b->shadow ? "state/bench" : "bench/bench", 11) != 0)
 		return; /* another client's traffic */
 	if (strstr(topic, "/rejected"))
@@ -92,14 +128,21 @@ main(int argc, char **argv)
 	dg_err err;
 	char id[64];
 
-	if (argc != 6) {
-		fprintf(stderr, "usage: shadow_bench shadow|broker URI N DEVICES WINDOW\n");
+	b.responder = argc == 3 && strcmp(argv[1], "responder") == 0;
+	if (argc != 6 && !b.responder) {
+		fprintf(stderr, "usage: shadow_bench shadow|broker URI N DEVICES WINDOW\n"
+		    "       shadow_bench responder URI\n");
 		return 2;
 	}
 	b.shadow = strcmp(argv[1], "shadow") == 0;
-	b.n = strtol(argv[3], NULL, 10);
-	b.devices = strtol(argv[4], NULL, 10);
-	b.window = strtol(argv[5], NULL, 10);
+	if (b.responder) {
+		b.n = b.devices = 1;
+		b.window = 1024;
+	} else {
+		b.n = strtol(argv[3], NULL, 10);
+		b.devices = strtol(argv[4], NULL, 10);
+		b.window = strtol(argv[5], NULL, 10);
+	}
 	if (b.n <= 0 || b.devices <= 0 || b.window <= 0)
 		return 2;
 	dg_log_open("shadow_bench", 0, DG_LOG_WARN);
@@ -112,6 +155,11 @@ main(int argc, char **argv)
 	o.clean_session = 1;
 	if (!(b.m = dg_mqtt_new(b.base, &o, &cb, &b, &err)))
 		return 1;
+	if (b.responder) {
+		dg_mqtt_subscribe(b.m, "state/+/update", 1);
+		event_base_dispatch(b.base); /* until killed */
+		return 0;
+	}
 	if (b.shadow) {
 		dg_mqtt_subscribe(b.m, "state/+/update/accepted", 1);
 		dg_mqtt_subscribe(b.m, "state/+/update/rejected", 1);

@@ -109,11 +109,11 @@ CONF
 # Stop a server by PID: SIGTERM, and SIGKILL only after 20 s (a broker
 # saving its persistent sessions must not be cut short on a loaded machine).
 t_stop_pid() {
-	kill "$1" 2>/dev/null
+	kill "$1" 2>/dev/null || true
 	_i=0
 	while kill -0 "$1" 2>/dev/null && [ $_i -lt 400 ]; do sleep 0.05; _i=$((_i + 1)); done
-	kill -9 "$1" 2>/dev/null
-	wait "$1" 2>/dev/null
+	kill -9 "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
 	return 0
 }
 
