@@ -105,13 +105,13 @@ copy_file(const char *from, const char *to)
 	return err;
 }
 
-/* --threads default: the online CPUs, at most 4 */
+/* --threads default: the online CPUs (at most 64, the option's bound) */
 static unsigned
 default_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-	return n < 1 ? 1 : n > 4 ? 4 : (unsigned)n;
+	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
 }
 
 struct diff_args {
