@@ -13,12 +13,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +29,7 @@
 #include "dg_delta.h"
 #include "dg_json.h"
 #include "dg_log.h"
+#include "dg_recomp.h"
 #include "dg_util.h"
 
 #define EXIT_SOURCE 3
@@ -91,59 +94,120 @@ want_meter(const char *path, uint64_t min_size)
 	return isatty(STDERR_FILENO) && stat(path, &st) == 0 && (uint64_t)st.st_size >= min_size;
 }
 
-static dg_err
-copy_file(const char *from, const char *to)
-{
-	char *data = NULL;
-	size_t len = 0;
-	dg_err err;
-
-	if ((err = dg_util_read_file(from, SIZE_MAX / 2, &data, &len)))
-		return err;
-	err = dg_util_write_atomic(to, data, len, 0644);
-	free(data);
-	return err;
-}
-
-/* --threads default: the online CPUs, at most 4 */
+/* --threads default: the online CPUs (at most 64, the option's bound) */
 static unsigned
 default_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-	return n < 1 ? 1 : n > 4 ? 4 : (unsigned)n;
+	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
 }
 
 struct diff_args {
 	const char *source, *target, *delta, *recompressed, *sign;
+	const char *workdir; /* where the signing directory goes (NULL: TMPDIR) */
 	dg_delta_diff_opts o;
 };
 
-/* The generator proper, shared by diff and diffgen. */
+/* A private directory for the signing command: mkdtemp (mode 0700). */
+static char *
+sign_dir(const char *parent)
+{
+	const char *t = parent ? parent : getenv("TMPDIR");
+	char *d = NULL;
+
+	if (!t || !*t)
+		t = "/tmp";
+	if (asprintf(&d, "%s/deltagate-sign.XXXXXX", t) < 0)
+		return NULL;
+	if (!mkdtemp(d)) {
+		fprintf(stderr, "deltagate: cannot create a directory in %s: %s\n", t, strerror(errno));
+		free(d);
+		return NULL;
+	}
+	return d;
+}
+
+static void
+sign_dir_remove(char *d)
+{
+	char *p = NULL;
+
+	if (!d)
+		return;
+	if (asprintf(&p, "%s/%s", d, "sw-description") >= 0) {
+		unlink(p);
+		free(p);
+	}
+	if (asprintf(&p, "%s/%s", d, "sw-description.sig") >= 0) {
+		unlink(p);
+		free(p);
+	}
+	if (rmdir(d) != 0)
+		dg_log_warn("%s: left behind: %s", d, strerror(errno));
+	free(d);
+}
+
+/* The generator proper, shared by diff and diffgen. The delta is made
+ * against the recompressed target (dg_recomp.h): the target itself when
+ * zlib rebuilds all its gzip members and nothing is signed, else a
+ * rebuilt one, which then must be written to --recompressed-target. */
 static dg_err
 run_diff(struct diff_args *a, dg_delta_diff_stats *st, const char *cmd)
 {
 	struct meter m = { "diff", -1 };
+	dg_recomp_opts ro = { a->sign, NULL };
+	uint8_t *rt = NULL;
+	char *data = NULL;
+	size_t rlen = 0, len = 0;
+	int changed = 0;
+	unsigned nre = 0;
 	dg_err err;
 
-	if (a->sign) {
-		/* re-signing the recompressed target's sw-description is not
-		 * implemented yet: refuse rather than publish it unsigned */
-		fprintf(stderr, "deltagate %s: --sign-command is not implemented yet\n", cmd);
-		return DG_ERR_UNSUPPORTED;
-	}
 	if (want_meter(a->target, 8u << 20)) {
 		a->o.progress = meter_cb;
 		a->o.progress_arg = &m;
 	}
-	err = dg_delta_diff_file(a->source, a->target, a->delta, &a->o, st);
-	if (err)
+	if ((err = dg_util_read_file(a->target, SIZE_MAX / 2, &data, &len))) {
+		dg_log_err("%s: %s", a->target, dg_strerror(err));
 		return err;
-	/* gzip members are only diffed decompressed when zlib rebuilds them
-	 * bit for bit (others are diffed as they are), so the target itself
-	 * is what the processor reproduces: it is the recompressed target */
-	if (a->recompressed && (err = copy_file(a->target, a->recompressed)))
+	}
+	if (a->sign && !(ro.workdir = sign_dir(a->workdir))) {
+		err = DG_ERR_IO;
+		goto fail;
+	}
+	err = dg_recomp_build((const uint8_t *)data, len, &ro, &rt, &rlen, &changed, &nre);
+	sign_dir_remove((char *)ro.workdir);
+	if (err)
+		goto fail;
+	if (changed && !a->recompressed) {
+		fprintf(stderr, "deltagate %s: %s: %s; the delta must be made against a "
+			"recompressed target: give --recompressed-target FILE%s\n", cmd, a->target,
+			a->sign ? "sw-description is to be signed" :
+				  "a gzip member cannot be rebuilt bit for bit with zlib",
+			strcmp(cmd, "diffgen") == 0 ? " (diffgen: RECOMPRESSED)" : "");
+		err = DG_ERR_INVAL;
+		goto fail;
+	}
+	if (changed) {
+		dg_log_info("%s: %u gzip member(s) recompressed%s; recompressed target %s", a->target,
+			    nre, a->sign ? ", sw-description signed" : "", a->recompressed);
+		if ((err = dg_util_write_atomic(a->recompressed, rt, rlen, 0644))) {
+			dg_log_err("%s: %s", a->recompressed, dg_strerror(err));
+			goto fail;
+		}
+		if ((err = dg_delta_diff_file(a->source, a->recompressed, a->delta, &a->o, st)))
+			unlink(a->recompressed); /* not published without its delta */
+		goto fail;
+	}
+	if ((err = dg_delta_diff_file(a->source, a->target, a->delta, &a->o, st)))
+		goto fail;
+	/* nothing to rebuild: the target itself is the recompressed target */
+	if (a->recompressed && (err = dg_util_write_atomic(a->recompressed, data, len, 0644)))
 		dg_log_err("%s: %s", a->recompressed, dg_strerror(err));
+fail:
+	free(rt);
+	free(data);
 	return err;
 }
 
@@ -154,7 +218,11 @@ diff_usage(FILE *f)
 		   "       [--sign-command CMD] [--level N] [--threads N] [--force] [--verbose]\n"
 		   "Write a delta that rebuilds TARGET from SOURCE; it is verified before\n"
 		   "it is written. --force writes it even if it is not smaller than the\n"
-		   "compressed target.\n");
+		   "compressed target. When TARGET has gzip members zlib cannot rebuild\n"
+		   "bit for bit, or with --sign-command (run as `/bin/sh -c \"CMD\n"
+		   "sw-description\"` in a private directory, it must make\n"
+		   "sw-description.sig), the delta rebuilds a recompressed target, which\n"
+		   "is written to the --recompressed-target FILE (then required).\n");
 }
 
 int
@@ -250,6 +318,7 @@ dg_cli_diffgen(int argc, char **argv)
 	a.delta = argv[3];
 	a.recompressed = argv[6];
 	a.sign = argc == 8 && argv[7][0] ? argv[7] : NULL;
+	a.workdir = argv[5];
 	if ((err = dg_util_mkdir_p(argv[4], 0755)) || (err = dg_util_mkdir_p(argv[5], 0755))) {
 		fprintf(stderr, "deltagate diffgen: cannot create %s or %s: %s\n", argv[4], argv[5],
 			dg_strerror(err));

@@ -1610,15 +1610,12 @@ dg_delta_info_item(const dg_delta_info *info, size_t i, dg_delta_item_info *out)
 
 /* ======================= generator ======================= */
 
-/* Compress one part, keeping the smallest of zstd, xz and stored. */
+/* zstd alone (streamed: a window the applier's memory limit allows). */
 static dg_err
-compress_part(const uint8_t *data, size_t len, int level, int streamed, int try_xz, struct part *p)
+zstd_part(const uint8_t *data, size_t len, int level, int streamed, struct part *p)
 {
 	ZSTD_CCtx *c = NULL;
-	size_t bound, r, xpos = 0;
-	uint8_t *xb = NULL;
-	lzma_options_lzma opt;
-	lzma_filter f[2];
+	size_t bound, r;
 	dg_err err = DG_OK;
 
 	memset(p, 0, sizeof(*p));
@@ -1648,32 +1645,115 @@ compress_part(const uint8_t *data, size_t len, int level, int streamed, int try_
 		goto fail;
 	}
 	p->codec = CODEC_ZSTD;
-	p->comp.len = r;
-	if (try_xz) {
-		lzma_lzma_preset(&opt, 9 | LZMA_PRESET_EXTREME);
-		opt.dict_size = (uint32_t)xz_dict(len);
-		f[0].id = LZMA_FILTER_LZMA2;
-		f[0].options = &opt;
-		f[1].id = LZMA_VLI_UNKNOWN;
-		f[1].options = NULL;
-		xb = malloc(p->comp.len);
-		if (xb && lzma_raw_buffer_encode(f, NULL, data, len, xb, &xpos, p->comp.len) == LZMA_OK &&
-		    xpos < p->comp.len) {
-			memcpy(p->comp.data, xb, xpos);
-			p->comp.len = xpos;
-			p->codec = CODEC_XZ;
-		}
-	}
-	if (p->comp.len >= len) {
-		memcpy(p->comp.data, data, len);
-		p->comp.len = len;
-		p->codec = CODEC_NONE;
-	}
-	p->clen = p->comp.len;
+	p->comp.len = p->clen = r;
 fail:
-	free(xb);
 	ZSTD_freeCCtx(c);
 	if (err)
+		dg_buf_free(&p->comp);
+	return err;
+}
+
+/* Raw LZMA2 (xz preset 9e) of data[0..len) with the dictionary the applier
+ * derives from the whole part's length (dict). A part may be encoded in
+ * several segments, each by a different thread: an LZMA2 stream may reset
+ * its dictionary at any chunk, so the segments are concatenated with the
+ * end marker (one 0x00 byte) dropped from all but the last. */
+static dg_err
+xz_segment(const uint8_t *data, size_t len, size_t dict, int last, int sparse, struct part *p)
+{
+	lzma_options_lzma opt;
+	lzma_filter f[2];
+	size_t cap = len + len / 16 + 4096, pos = 0;
+
+	memset(p, 0, sizeof(*p));
+	p->rlen = len;
+	if (len == 0)
+		return DG_OK;
+	if (lzma_lzma_preset(&opt, 9 | LZMA_PRESET_EXTREME))
+		return DG_ERR_DELTA_CODEC;
+	opt.dict_size = (uint32_t)dict;
+	if (sparse) {
+		/* difference bytes: no alignment, little literal context */
+		opt.lc = 1;
+		opt.pb = 0;
+	}
+	f[0].id = LZMA_FILTER_LZMA2;
+	f[0].options = &opt;
+	f[1].id = LZMA_VLI_UNKNOWN;
+	f[1].options = NULL;
+	p->comp.data = malloc(cap);
+	if (!p->comp.data)
+		return DG_ERR_NOMEM;
+	p->comp.cap = cap;
+	if (lzma_raw_buffer_encode(f, NULL, data, len, p->comp.data, &pos, cap) != LZMA_OK ||
+	    pos == 0 || p->comp.data[pos - 1] != 0) {
+		dg_buf_free(&p->comp);
+		return DG_ERR_DELTA_CODEC;
+	}
+	if (!last)
+		pos--;
+	p->codec = CODEC_XZ;
+	p->comp.len = p->clen = pos;
+	return DG_OK;
+}
+
+/* Keep the smallest of zstd (*p), xz (xz[0..nseg), concatenated) and
+ * stored; xz's buffers are freed. */
+static dg_err
+choose_part(const uint8_t *data, size_t len, struct part *p, struct part *xz, size_t nseg)
+{
+	uint64_t xlen = 0;
+	size_t i, pos = 0;
+	int have_zstd = p->comp.data != NULL;
+	dg_err err = DG_OK;
+
+	for (i = 0; i < nseg; i++)
+		xlen += xz[i].clen;
+	if (!have_zstd && len) {
+		/* zstd was not tried: room for xz or stored */
+		memset(p, 0, sizeof(*p));
+		p->rlen = len;
+		p->comp.data = malloc(len);
+		if (!p->comp.data) {
+			err = DG_ERR_NOMEM;
+			goto out;
+		}
+		p->comp.cap = len;
+		p->clen = len;
+	}
+	if (nseg && len && xlen < p->clen) {
+		for (i = 0; i < nseg; i++) {
+			memcpy(p->comp.data + pos, xz[i].comp.data, (size_t)xz[i].clen);
+			pos += (size_t)xz[i].clen;
+		}
+		p->comp.len = p->clen = pos;
+		p->codec = CODEC_XZ;
+	} else if (len && (p->clen >= len || !have_zstd)) {
+		memcpy(p->comp.data, data, len);
+		p->comp.len = p->clen = len;
+		p->codec = CODEC_NONE;
+	}
+out:
+	for (i = 0; i < nseg; i++)
+		dg_buf_free(&xz[i].comp);
+	return err;
+}
+
+/* Compress one part, keeping the smallest of zstd, xz and stored. */
+static dg_err
+compress_part(const uint8_t *data, size_t len, int level, int streamed, int try_xz, struct part *p)
+{
+	struct part xz;
+	dg_err err;
+
+	if ((err = zstd_part(data, len, level, streamed, p)) || len == 0)
+		return err;
+	memset(&xz, 0, sizeof(xz));
+	if (try_xz && (err = xz_segment(data, len, xz_dict(len), 1, 0, &xz))) {
+		dg_buf_free(&p->comp);
+		return err;
+	}
+	if ((err = choose_part(data, len, p, &xz, try_xz ? 1 : 0)))
 		dg_buf_free(&p->comp);
 	return err;
 }
@@ -1754,6 +1834,7 @@ struct plan {
 	size_t n;
 	char method[48];
 	uint64_t size;
+	int final;     /* compressed at the full level */
 	dg_err err;
 };
 
@@ -1854,6 +1935,18 @@ struct job {
 	const dg_bsdiff_index *idx;
 	const uint8_t *s, *t;  /* (filtered) source and target */
 	size_t sn, off, len;   /* chunk of the target */
+	dg_buf st[NPARTS];     /* bsdiff jobs: the uncompressed streams, kept
+	                        * from the estimate for the final compression */
+	uint8_t xz_only[NPARTS]; /* the final compression tries only xz */
+	/* part jobs: compress data[0..len) into *res with codec (xz: segment
+	 * of a part, dict from the whole part; last: keeps the end marker) */
+	const uint8_t *data;
+	struct part *res;
+	uint32_t codec;
+	size_t dict;
+	int last, sparse;
+	struct job *twin;      /* predict: the unfiltered bsdiff job its first
+	                        * pass also does (its run is run_twin) */
 	dg_err err;
 };
 
@@ -1862,41 +1955,163 @@ struct gen {
 	size_t n, m;
 	int level;
 	int final; /* 0: fast estimates to rank candidates; 1: the real thing */
+	unsigned threads;
 	const dg_delta_diff_opts *o;
 	struct job *jobs;
 	size_t njobs, next;
 	pthread_mutex_t lock;
 };
 
-/* Candidates are ranked on fast zstd sizes; only the winner is compressed
- * at the requested level and with xz tried per part. */
+/* Candidates are ranked on fast zstd sizes of their streams; only the
+ * best are then compressed at the requested level with xz tried per part,
+ * from the streams kept by the estimate (not diffed again). */
 #define ESTIMATE_LEVEL 3
 #define LEVEL(g) ((g)->final ? (g)->level : ESTIMATE_LEVEL)
 #define XZ(g) ((g)->final)
+/* Parts above this are xz'd in segments by several threads. */
+#define XZ_SEGMENT_MIN (256u << 10)
+/* Streams above this go without xz (time) */
+#define XZ_MAX (32u << 20)
+
+static void
+job_free_streams(struct job *j)
+{
+	for (int k = 0; k < NPARTS; k++)
+		dg_buf_free(&j->st[k]);
+}
+
+/* The estimate: compress the streams fast and keep them in the job. A
+ * large part that is nine tenths zero bytes (the difference stream of
+ * similar builds) is left to xz in the final compression: there zstd at
+ * its full level has always been a fifth or more larger than xz's best,
+ * and it would take a thread for as long as an xz segment. */
+static dg_err
+estimate_parts(struct gen *g, struct job *j, struct item *it)
+{
+	dg_err err = DG_OK;
+
+	for (int k = 0; k < NPARTS && !err; k++) {
+		const uint8_t *d = j->st[k].data;
+		size_t len = j->st[k].len, zeros = 0;
+
+		err = compress_part(d, len, LEVEL(g), 1, XZ(g) && len <= XZ_MAX, &it->p[k]);
+		j->xz_only[k] = 0;
+		if (err || len < XZ_SEGMENT_MIN || len > XZ_MAX)
+			continue;
+		for (size_t i = 0; i < len; i++)
+			zeros += d[i] == 0;
+		j->xz_only[k] = zeros >= len - len / 10;
+	}
+	return err;
+}
 
 static void
 run_bsdiff(struct gen *g, struct job *j)
 {
 	struct item *it = &j->plan->items[j->item];
-	dg_buf ctrl, diff, extra;
-	int big = j->len > (32u << 20);
 	dg_err err;
 
-	if ((err = dg_bsdiff_diff(j->idx, j->t + j->off, j->len, &ctrl, &diff, &extra)))
+	job_free_streams(j);
+	if ((err = dg_bsdiff_diff(j->idx, j->t + j->off, j->len, &j->st[0], &j->st[1], &j->st[2])))
 		goto out;
 	it->kind = KIND_BSDIFF;
 	it->out_len = j->len;
 	it->src_off = 0;
 	it->src_len = j->sn;
-	if ((err = compress_part(ctrl.data, ctrl.len, LEVEL(g), 1, XZ(g), &it->p[0])) ||
-	    (err = compress_part(diff.data, diff.len, LEVEL(g), 1, XZ(g) && !big, &it->p[1])) ||
-	    (err = compress_part(extra.data, extra.len, LEVEL(g), 1, XZ(g) && !big, &it->p[2])))
-		goto out;
+	err = estimate_parts(g, j, it);
 out:
-	dg_buf_free(&ctrl);
-	dg_buf_free(&diff);
-	dg_buf_free(&extra);
+	if (err)
+		job_free_streams(j);
 	j->err = err;
+}
+
+/* dg_bsdiff_diff over a target cut in nthreads pieces, diffed in parallel
+ * against the same index and joined: each piece's control stream starts
+ * at source offset 0, so a (0, 0, seek) step brings the source position
+ * back there from where the previous piece left it. */
+struct split_arg {
+	const dg_bsdiff_index *idx;
+	const uint8_t *t;
+	size_t len;
+	dg_buf st[3];
+	dg_err err;
+};
+
+static void *
+split_thread(void *arg)
+{
+	struct split_arg *a = arg;
+
+	a->err = dg_bsdiff_diff(a->idx, a->t, a->len, &a->st[0], &a->st[1], &a->st[2]);
+	return NULL;
+}
+
+#define SPLIT_MAX 4
+#define SPLIT_MIN (512u << 10) /* smaller targets: one piece */
+
+static dg_err
+diff_split(const dg_bsdiff_index *idx, const uint8_t *t, size_t m, unsigned threads,
+	   dg_buf *ctrl, dg_buf *diff, dg_buf *extra)
+{
+	struct split_arg a[SPLIT_MAX];
+	pthread_t tid[SPLIT_MAX];
+	int started[SPLIT_MAX] = { 0 };
+	size_t np = threads < SPLIT_MAX ? threads : SPLIT_MAX, i, pos;
+	int64_t spos = 0;
+	dg_err err = DG_OK;
+
+	if (np < 2 || m < SPLIT_MIN)
+		return dg_bsdiff_diff(idx, t, m, ctrl, diff, extra);
+	memset(a, 0, sizeof(a));
+	memset(ctrl, 0, sizeof(*ctrl));
+	memset(diff, 0, sizeof(*diff));
+	memset(extra, 0, sizeof(*extra));
+	for (i = 0; i < np; i++) {
+		a[i].idx = idx;
+		a[i].t = t + m / np * i;
+		a[i].len = i + 1 < np ? m / np : m - m / np * i;
+		if (i > 0)
+			started[i] = pthread_create(&tid[i], NULL, split_thread, &a[i]) == 0;
+	}
+	for (i = 0; i < np; i++)
+		if (!started[i])
+			split_thread(&a[i]);
+	for (i = 1; i < np; i++)
+		if (started[i])
+			pthread_join(tid[i], NULL);
+	for (i = 0; i < np && !err; i++) {
+		int bad = 0;
+		uint64_t add, seek;
+
+		if ((err = a[i].err))
+			break;
+		if (i > 0 && (err = dg_buf_varint(ctrl, 0)) == DG_OK &&
+		    (err = dg_buf_varint(ctrl, 0)) == DG_OK)
+			err = dg_buf_varint(ctrl, ((uint64_t)-spos << 1) ^ (uint64_t)(-spos >> 63));
+		if (err || (err = dg_buf_append(ctrl, a[i].st[0].data, a[i].st[0].len)) ||
+		    (err = dg_buf_append(diff, a[i].st[1].data, a[i].st[1].len)) ||
+		    (err = dg_buf_append(extra, a[i].st[2].data, a[i].st[2].len)))
+			break;
+		/* where this piece leaves the source position */
+		spos = 0;
+		for (pos = 0; pos < a[i].st[0].len && !bad;) {
+			add = rd_varint(a[i].st[0].data, a[i].st[0].len, &pos, &bad);
+			(void)rd_varint(a[i].st[0].data, a[i].st[0].len, &pos, &bad);
+			seek = rd_varint(a[i].st[0].data, a[i].st[0].len, &pos, &bad);
+			spos += (int64_t)add + (int64_t)((seek >> 1) ^ (0 - (seek & 1)));
+		}
+		if (bad)
+			err = DG_ERR_INTERNAL;
+	}
+	for (i = 0; i < np; i++)
+		for (int k = 0; k < 3; k++)
+			dg_buf_free(&a[i].st[k]);
+	if (err) {
+		dg_buf_free(ctrl);
+		dg_buf_free(diff);
+		dg_buf_free(extra);
+	}
+	return err;
 }
 
 /* First pass against the plain source gives the map; the source is then
@@ -1906,20 +2121,37 @@ static void
 run_predict(struct gen *g, struct job *j)
 {
 	struct item *it = &j->plan->items[0];
-	dg_buf ctrl1, diff1, extra1, ctrl, diff, extra;
+	dg_buf diff1, extra1;
 	dg_bsdiff_index *idx = NULL;
 	struct xmap m = { NULL, 0 };
 	uint8_t *ps = NULL;
 	dg_err err;
 
-	memset(&ctrl, 0, sizeof(ctrl));
-	memset(&diff, 0, sizeof(diff));
-	memset(&extra, 0, sizeof(extra));
-	if ((err = dg_bsdiff_diff(j->idx, j->t, j->len, &ctrl1, &diff1, &extra1)))
+	job_free_streams(j);
+	if ((err = diff_split(j->idx, j->t, j->len, g->threads, &j->st[3], &diff1, &extra1)))
 		goto out;
+	if (j->twin) {
+		/* the first pass is the unfiltered bsdiff candidate too */
+		struct job *tw = j->twin;
+		struct item *ti = &tw->plan->items[tw->item];
+
+		job_free_streams(tw);
+		tw->st[1] = diff1;
+		tw->st[2] = extra1;
+		memset(&diff1, 0, sizeof(diff1));
+		memset(&extra1, 0, sizeof(extra1));
+		if ((err = dg_buf_append(&tw->st[0], j->st[3].data, j->st[3].len)))
+			goto out;
+		ti->kind = KIND_BSDIFF;
+		ti->out_len = tw->len;
+		ti->src_off = 0;
+		ti->src_len = tw->sn;
+		if ((err = estimate_parts(g, tw, ti)))
+			goto out;
+	}
 	dg_buf_free(&diff1);
 	dg_buf_free(&extra1);
-	if ((err = xmap_build(ctrl1.data, ctrl1.len, j->sn, &m)))
+	if ((err = xmap_build(j->st[3].data, j->st[3].len, j->sn, &m)))
 		goto out;
 	ps = malloc(j->sn ? j->sn : 1);
 	if (!ps) {
@@ -1929,25 +2161,36 @@ run_predict(struct gen *g, struct job *j)
 	memcpy(ps, j->s, j->sn);
 	dg_bcj_x64_predict(ps, j->sn, xmap_shift, &m);
 	if ((err = dg_bsdiff_index_new(ps, j->sn, &idx)) ||
-	    (err = dg_bsdiff_diff(idx, j->t, j->len, &ctrl, &diff, &extra)))
+	    (err = diff_split(idx, j->t, j->len, g->threads, &j->st[0], &j->st[1], &j->st[2])))
 		goto out;
 	it->kind = KIND_BSDIFF_X64;
 	it->out_len = j->len;
 	it->src_len = j->sn;
-	if ((err = compress_part(ctrl.data, ctrl.len, LEVEL(g), 1, XZ(g), &it->p[0])) ||
-	    (err = compress_part(diff.data, diff.len, LEVEL(g), 1, XZ(g), &it->p[1])) ||
-	    (err = compress_part(extra.data, extra.len, LEVEL(g), 1, XZ(g), &it->p[2])) ||
-	    (err = compress_part(ctrl1.data, ctrl1.len, LEVEL(g), 1, XZ(g), &it->p[3])))
-		goto out;
+	err = estimate_parts(g, j, it);
 out:
 	dg_bsdiff_index_free(idx);
 	free(ps);
 	free(m.b);
-	dg_buf_free(&ctrl1);
-	dg_buf_free(&ctrl);
-	dg_buf_free(&diff);
-	dg_buf_free(&extra);
+	if (err)
+		job_free_streams(j);
 	j->err = err;
+}
+
+/* A bsdiff job done by its predict twin. */
+static void
+run_twin(struct gen *g, struct job *j)
+{
+	(void)g;
+	(void)j;
+}
+
+static void
+run_part(struct gen *g, struct job *j)
+{
+	if (j->codec == CODEC_XZ)
+		j->err = xz_segment(j->data, j->len, j->dict, j->last, j->sparse, j->res);
+	else
+		j->err = zstd_part(j->data, j->len, g->level, 1, j->res);
 }
 
 static void
@@ -2050,6 +2293,115 @@ progress(const dg_delta_diff_opts *o, uint64_t done, uint64_t total)
 		o->progress(o->progress_arg, done, total);
 }
 
+/* Which results of the final jobs make up one part of one item. */
+struct pmap {
+	struct job *j;
+	int k;
+	size_t zi, xi, nx; /* zstd result, first xz segment, segments */
+};
+
+/* The final compression of the plans within 30% of the best estimate:
+ * kept streams are compressed per part (zstd and xz as separate jobs,
+ * xz in segments for large parts); other plans' jobs are run again at
+ * the full level. Marks those plans final. */
+static dg_err
+finalize(struct gen *g, struct plan *plans, size_t nplans, size_t best, struct job *jobs,
+	 size_t njobs, unsigned threads)
+{
+	size_t cap = njobs * NPARTS * 5 + njobs, nj = 0, nm = 0, i, p, c, x, nseg;
+	struct job *fj = calloc(cap, sizeof(*fj));
+	struct part *res = calloc(cap, sizeof(*res));
+	struct pmap *map = calloc(njobs * NPARTS + 1, sizeof(*map));
+	uint64_t est = plans[best].size;
+	dg_err err = DG_OK;
+
+	if (!fj || !res || !map) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	for (p = 0; p < nplans - 1; p++) {
+		if (p != best && plans[p].size > est + est * 3 / 10)
+			continue;
+		plans[p].final = 1;
+		for (i = 0; i < njobs; i++) {
+			struct job *j = &jobs[i];
+
+			if (j->plan != &plans[p])
+				continue;
+			if (j->run == run_zpatch || j->run == run_raw) {
+				uint8_t filter = plans[p].items[j->item].filter;
+
+				item_free(&plans[p].items[j->item]);
+				memset(&plans[p].items[j->item], 0, sizeof(struct item));
+				plans[p].items[j->item].filter = filter;
+				fj[nj] = *j;
+				memset(fj[nj].st, 0, sizeof(fj[nj].st));
+				fj[nj++].err = DG_OK;
+				continue;
+			}
+			for (int k = 0; k < NPARTS; k++) {
+				const dg_buf *b = &j->st[k];
+
+				if (b->len == 0)
+					continue;
+				map[nm] = (struct pmap){ j, k, SIZE_MAX, nj, 0 };
+				if (!j->xz_only[k] || b->len > XZ_MAX) {
+					map[nm].zi = nj;
+					fj[nj] = (struct job){ .run = run_part, .data = b->data,
+							       .len = b->len, .res = &res[nj],
+							       .codec = CODEC_ZSTD };
+					map[nm].xi = ++nj;
+				}
+				if (b->len <= XZ_MAX) {
+					nseg = threads > 1 && b->len >= XZ_SEGMENT_MIN ? threads : 1;
+					if (nseg > 4)
+						nseg = 4;
+					for (x = 0; x < nseg; x++) {
+						size_t o = b->len / nseg * x;
+						size_t l = x + 1 < nseg ? b->len / nseg : b->len - o;
+
+						fj[nj] = (struct job){ .run = run_part, .data = b->data + o,
+								       .len = l, .res = &res[nj],
+								       .codec = CODEC_XZ,
+								       .dict = xz_dict(b->len),
+								       .last = x + 1 == nseg,
+								       .sparse = k == 1 };
+						nj++;
+					}
+					map[nm].nx = nseg;
+				}
+				nm++;
+			}
+		}
+	}
+	g->final = 1;
+	err = run_jobs(g, fj, nj, threads);
+	g->final = 0;
+	if (err)
+		goto fail;
+	for (i = 0; i < nm; i++) {
+		struct job *j = map[i].j;
+		struct part *dst = &j->plan->items[j->item].p[map[i].k];
+
+		dg_buf_free(&dst->comp);
+		memset(dst, 0, sizeof(*dst));
+		if (map[i].zi != SIZE_MAX) {
+			*dst = res[map[i].zi];
+			memset(&res[map[i].zi], 0, sizeof(res[0]));
+		}
+		if ((err = choose_part(j->st[map[i].k].data, j->st[map[i].k].len, dst,
+				       &res[map[i].xi], map[i].nx)))
+			goto fail;
+	}
+fail:
+	for (c = 0; res && c < nj; c++)
+		dg_buf_free(&res[c].comp);
+	free(res);
+	free(fj);
+	free(map);
+	return err;
+}
+
 static dg_err
 diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 	   const dg_delta_diff_opts *opts, uint8_t **out, size_t *out_len,
@@ -2065,7 +2417,6 @@ diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 	unsigned threads = opts && opts->threads > 1 ? opts->threads : 1;
 	uint8_t *buf = NULL, *check = NULL;
 	size_t buflen = 0, checklen = 0, nplans = 0, nextra;
-	struct job *final = NULL;
 	int predict;
 	uint64_t ctarget;
 	dg_delta_apply_opts ao;
@@ -2086,6 +2437,7 @@ diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 	g.n = n;
 	g.m = m;
 	g.o = opts;
+	g.threads = threads;
 	g.level = opts && opts->level > 0 ? opts->level : 19;
 	if (g.level > 22)
 		g.level = 22;
@@ -2177,10 +2529,33 @@ diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 	nextra = 2 + predict;
 	nplans = nv + nextra;
 	jobs = calloc(nv * nchunks + nextra, sizeof(*jobs));
-	final = calloc(nv * nchunks + nextra, sizeof(*final));
-	if (!jobs || !final) {
+	if (!jobs) {
 		err = DG_ERR_NOMEM;
 		goto fail;
+	}
+	/* the longest job first: the prediction diffs and sorts twice */
+	for (i = nplans - 1; i-- > nv;) {
+		struct job *j = &jobs[njobs++];
+
+		plans[i].items = calloc(1, sizeof(struct item));
+		if (!plans[i].items) {
+			err = DG_ERR_NOMEM;
+			goto fail;
+		}
+		plans[i].n = 1;
+		j->plan = &plans[i];
+		j->s = fs[0];
+		j->sn = n;
+		j->t = ft[0];
+		j->len = m;
+		j->idx = idx[0];
+		if (i == nv) {
+			j->run = run_zpatch;
+			snprintf(plans[i].method, sizeof(plans[i].method), "zstd-patch-from");
+		} else {
+			j->run = run_predict;
+			snprintf(plans[i].method, sizeof(plans[i].method), "bsdiff+x86-64-predict");
+		}
 	}
 	for (v = 0; v < nv; v++) {
 		plans[v].items = calloc(nchunks, sizeof(struct item));
@@ -2206,31 +2581,25 @@ diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 			j->len = (c + 1) * chunk < m ? chunk : m - j->off;
 		}
 	}
-	for (i = nv; i < nplans; i++) {
+	if (predict && nchunks == 1) {
+		/* jobs[0] is the prediction; jobs[2] the unfiltered bsdiff */
+		jobs[0].twin = &jobs[2];
+		jobs[2].run = run_twin;
+	}
+	{
 		struct job *j = &jobs[njobs++];
 
-		plans[i].items = calloc(1, sizeof(struct item));
-		if (!plans[i].items) {
+		plans[nplans - 1].items = calloc(1, sizeof(struct item));
+		if (!plans[nplans - 1].items) {
 			err = DG_ERR_NOMEM;
 			goto fail;
 		}
-		plans[i].n = 1;
-		j->plan = &plans[i];
-		j->s = fs[0];
-		j->sn = n;
+		plans[nplans - 1].n = 1;
+		snprintf(plans[nplans - 1].method, sizeof(plans[nplans - 1].method), "raw");
+		j->run = run_raw;
+		j->plan = &plans[nplans - 1];
 		j->t = ft[0];
 		j->len = m;
-		j->idx = idx[0];
-		if (i == nv) {
-			j->run = run_zpatch;
-			snprintf(plans[i].method, sizeof(plans[i].method), "zstd-patch-from");
-		} else if (i < nplans - 1) {
-			j->run = run_predict;
-			snprintf(plans[i].method, sizeof(plans[i].method), "bsdiff+x86-64-predict");
-		} else {
-			j->run = run_raw;
-			snprintf(plans[i].method, sizeof(plans[i].method), "raw");
-		}
 	}
 	if ((err = run_jobs(&g, jobs, njobs, threads)))
 		goto fail;
@@ -2248,41 +2617,23 @@ diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 		if (best == SIZE_MAX || plans[i].size < plans[best].size)
 			best = i;
 	}
-	/* rebuild the winner for real: its jobs again, fully compressed; and
-	 * every other candidate within 30% of it, since methods gain unequally
-	 * from the full level (zstd patch-from most) */
+	/* compress the winner for real, and every other candidate within 30%
+	 * of it, since methods gain unequally from the full level (zstd
+	 * patch-from most): each part's zstd and xz (in segments when large)
+	 * are separate jobs, so that they spread over the threads */
+	if (best != nplans - 1 &&
+	    (err = finalize(&g, plans, nplans, best, jobs, njobs, threads)))
+		goto fail;
+	for (i = 0; i < njobs; i++)
+		job_free_streams(&jobs[i]);
 	if (best != nplans - 1) {
-		size_t nj = 0, p;
-		uint64_t est = plans[best].size;
-
-		for (p = 0; p < nplans - 1; p++) {
-			if (p != best && plans[p].size > est + est * 3 / 10)
-				continue;
-			for (c = 0; c < plans[p].n; c++)
-				item_free(&plans[p].items[c]);
-			memset(plans[p].items, 0, plans[p].n * sizeof(struct item));
-			for (i = 0; i < njobs; i++)
-				if (jobs[i].plan == &plans[p]) {
-					if (p < nv)
-						plans[p].items[jobs[i].item].filter = (uint8_t)filters[p];
-					final[nj] = jobs[i];
-					final[nj++].err = DG_OK;
-				}
+		for (i = 0; i < nplans - 1; i++) {
+			plans[i].size = HDR_SIZE + plans[i].n * ITEM_SIZE;
+			for (c = 0; c < plans[i].n; c++)
+				plans[i].size += item_payload(&plans[i].items[c]);
+			if (plans[i].final && plans[i].size < plans[best].size)
+				best = i;
 		}
-		g.final = 1;
-		if ((err = run_jobs(&g, final, nj, threads)))
-			goto fail;
-		g.final = 0;
-		for (i = 0; i < nj; i++) {
-			struct plan *pl = final[i].plan;
-
-			pl->size = HDR_SIZE + pl->n * ITEM_SIZE;
-			for (c = 0; c < pl->n; c++)
-				pl->size += item_payload(&pl->items[c]);
-		}
-		for (i = 0; i < nj; i++)
-			if (final[i].plan->size < plans[best].size || best == nplans - 1)
-				best = (size_t)(final[i].plan - plans);
 		dg_log_debug("final choice %s: %llu bytes", plans[best].method,
 			     (unsigned long long)plans[best].size);
 	}
@@ -2344,8 +2695,9 @@ fail:
 	free(check);
 	for (i = 0; i < nplans && i < MAX_VARIANTS + 3; i++)
 		plan_free(&plans[i]);
+	for (i = 0; jobs && i < njobs; i++)
+		job_free_streams(&jobs[i]);
 	free(jobs);
-	free(final);
 	for (v = 0; v < MAX_VARIANTS; v++) {
 		dg_bsdiff_index_free(idx[v]);
 		if (v > 0) {

@@ -33,6 +33,7 @@ src_libdgcore_la_SOURCES += \
 src_libdgcore_la_SOURCES += \
 	src/dg_swu.c src/dg_swu.h \
 	src/dg_gzip.c src/dg_gzip.h \
+	src/dg_recomp.c src/dg_recomp.h \
 	src/dg_manifest.c src/dg_manifest.h
 
 # --- command-line tools: deltagate (one binary, subcommands in cli_*.c)

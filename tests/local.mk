@@ -87,7 +87,8 @@ INTEGRATION_TESTS = $(SHADOW_TESTS)
 # cache (issue 3)
 INTEGRATION_TESTS += tests/integration/30-cache-cli.sh
 # delta CLI (issue 6)
-INTEGRATION_TESTS += tests/integration/40-delta-cli.sh
+INTEGRATION_TESTS += tests/integration/40-delta-cli.sh \
+	tests/integration/41-delta-recompress.sh
 
 # --- integration: gateway (issue 4)
 INTEGRATION_TESTS += \

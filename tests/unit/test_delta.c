@@ -229,6 +229,36 @@ test_filter_chosen_for_shifted_code(void **state)
 	check_method(62, "bsdiff+x86-64-predict");
 }
 
+/* The x86-64 prediction on a target large enough to be diffed in pieces by
+ * two threads, its difference stream xz'd in two segments: the delta
+ * rebuilds the target, and costs little more than the one-thread one. */
+static void
+test_predict_threads(void **state)
+{
+	size_t n = 1536u << 10, dl[2], ol;
+	uint8_t *s = fake_elf(62, n, 0), *t = fake_elf(62, n, 256), *d[2] = { NULL, NULL }, *out;
+	dg_delta_diff_opts o = { 0 };
+	dg_delta_diff_stats st;
+
+	(void)state;
+	for (int k = 0; k < 2; k++) {
+		o.threads = k ? 2 : 1;
+		assert_int_equal(dg_delta_diff_mem(s, n, t, n, &o, &d[k], &dl[k], &st), DG_OK);
+		assert_string_equal(st.method, "bsdiff+x86-64-predict");
+		out = NULL;
+		assert_int_equal(dg_delta_apply_mem(s, n, d[k], dl[k], NULL, &out, &ol), DG_OK);
+		assert_int_equal(ol, n);
+		assert_memory_equal(out, t, n);
+		free(out);
+	}
+	/* a second LZMA2 chunk header and one control step */
+	assert_true(dl[1] < dl[0] + 256);
+	free(d[0]);
+	free(d[1]);
+	free(s);
+	free(t);
+}
+
 static void
 test_filters_roundtrip(void **state)
 {
@@ -746,6 +776,7 @@ main(void)
 		cmocka_unit_test(test_filters_roundtrip),
 		cmocka_unit_test(test_filter_chosen_for_shifted_code),
 		cmocka_unit_test(test_threads_chunks),
+		cmocka_unit_test(test_predict_threads),
 		cmocka_unit_test_setup_teardown(test_err_format_version_crc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_err_truncated_and_trailing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_err_recipe, setup, teardown),
