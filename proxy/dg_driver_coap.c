@@ -454,6 +454,16 @@ ms_to_tv(unsigned ms, struct timeval *tv)
 	tv->tv_usec = (ms % 1000) * 1000;
 }
 
+/* ms left of the outstanding request's transmit span (0: spent; a few ms
+ * of slack between libevent's clock and ours) */
+static unsigned
+span_left(const dg_delivery *d, uint64_t now)
+{
+	uint64_t span = (uint64_t)d->drv->span_s * 1000, used = now - d->first_at + 5;
+
+	return used >= span ? 0 : (unsigned)(span - used);
+}
+
 /* Send the outstanding request: the next block, or the install trigger.
  * A retransmission repeats it with the same token (an answer to any copy
  * completes it) and a new message id. Returns 0, or -1 (out of memory). */
@@ -508,7 +518,8 @@ push_send(dg_delivery *d, int retransmit)
 	 * lost datagram: the span decides when to give up */
 	if (coap_send(d->sess, pdu) == COAP_INVALID_MID)
 		dg_log_debug("%s: coap: push send failed (try %u)", d->dev->id, d->tries);
-	ms_to_tv(d->rto_cur, &tv);
+	/* the last wait ends with the span, so a dead device fails on time */
+	ms_to_tv(d->rto_cur < span_left(d, now) ? d->rto_cur : span_left(d, now) + 5, &tv);
 	evtimer_add(d->rtx, &tv);
 	kick(d->drv);
 	return 0;
@@ -526,11 +537,11 @@ static void
 on_rtx(evutil_socket_t fd, short what, void *arg)
 {
 	dg_delivery *d = arg;
-	uint64_t now = dg_util_now_ms(), span = (uint64_t)d->drv->span_s * 1000;
+	uint64_t now = dg_util_now_ms();
 	struct timeval tv;
 	char detail[192];
 
-	if (now - d->first_at >= span) {
+	if (span_left(d, now) == 0) {
 		if (!d->connected) {
 			snprintf(detail, sizeof(detail), "DTLS handshake with the device did not complete in %d s",
 			    d->drv->span_s);
@@ -544,7 +555,7 @@ on_rtx(evutil_socket_t fd, short what, void *arg)
 	}
 	if (!d->connected) {
 		/* libcoap (OpenSSL) retransmits the handshake itself */
-		ms_to_tv((unsigned)(span - (now - d->first_at)), &tv);
+		ms_to_tv(span_left(d, now) + 5, &tv);
 		evtimer_add(d->rtx, &tv);
 		return;
 	}
