@@ -123,7 +123,8 @@ struct dg_delivery {
 	size_t toklen;
 	uint64_t sent_at;        /* last transmission of the outstanding request */
 	uint64_t first_at;       /* its first transmission (or the handshake) */
-	unsigned rto_cur;        /* its RTO, ms, doubled on each timeout */
+	unsigned rto_cur;        /* RTO, ms: doubled on each timeout, back to the
+	                            estimate after a clean sample (RFC 6298 5.7) */
 	unsigned tries;          /* its transmissions */
 	unsigned long retransmits; /* of the whole push */
 	int awaiting;            /* a request is outstanding */
@@ -485,8 +486,8 @@ push_send(dg_delivery *d, int retransmit)
 		coap_session_new_token(d->sess, &d->toklen, d->tok);
 		d->tries = 0;
 		d->first_at = now;
-		d->rto_cur = rto_ms(d->dev);
 		d->awaiting = 1;
+		/* rto_cur: from the estimate, or still backed off (on_response) */
 	}
 	bs = (size_t)1 << (d->szx + 4);
 	off = (uint64_t)d->next_num * bs;
@@ -632,6 +633,7 @@ push_start(dg_delivery *d)
 	}
 	coap_session_set_app_data(d->sess, d);
 	d->szx = dev->szx;
+	d->rto_cur = rto_ms(dev);
 	if (d->dtls) {
 		/* the first block goes when the handshake is done (on_event) */
 		d->first_at = dg_util_now_ms();
@@ -668,9 +670,13 @@ on_response(coap_session_t *s, const coap_pdu_t *sent, const coap_pdu_t *rcvd, c
 		return COAP_RESPONSE_OK; /* late answer to an earlier request */
 	evtimer_del(d->rtx);
 	d->awaiting = 0;
-	/* Karn: no sample from a retransmitted request */
-	if (d->tries == 1)
+	/* Karn: no sample from a retransmitted request, and its backed-off
+	 * RTO stays until one comes (else a link slower than the RTO would
+	 * never be measured) */
+	if (d->tries == 1) {
 		rtt_sample(d->dev, (double)(now - d->sent_at));
+		d->rto_cur = rto_ms(d->dev);
+	}
 	if (cls != 2) {
 		snprintf(detail, sizeof(detail), "device answered %u.%02u to the %s", cls, det,
 		    d->trigger_sent ? "install trigger" : "image upload");
