@@ -51,7 +51,7 @@ struct cfg {
 	char *exec_command;
 	int64_t exec_timeout;
 	char *coap_listen, *coaps_listen, *coap_secret, *coap_install_path;
-	int64_t coap_token_lifetime;
+	int64_t coap_token_lifetime, coap_max_transmit_span;
 	int coap_allow_unknown;
 	int64_t max_deliveries;
 	int64_t max_per_driver;
@@ -108,6 +108,7 @@ static const dg_option options[] = {
 	{ "coap-token-lifetime", DG_OPT_INT, O(coap_token_lifetime), 1, 86400 * 30, "3600", 0, NULL, "seconds a /fw token is valid" },
 	{ "coap-allow-unknown", DG_OPT_BOOL, O(coap_allow_unknown), 0, 0, "no", 0, NULL, "accept /rd registrations of unconfigured ids (plain UDP only)" },
 	{ "coap-install-path", DG_OPT_STR, O(coap_install_path), 0, 0, "5/0/2", 0, NULL, "push: path POSTed after the image ('' for none)" },
+	{ "coap-max-transmit-span", DG_OPT_INT, O(coap_max_transmit_span), 1, 600, "45", 0, NULL, "push: seconds a request (or DTLS handshake) is retried before the job fails" },
 	{ "max-deliveries", DG_OPT_INT, O(max_deliveries), 1, 10000, "4", 1, NULL, "concurrent downstream transfers" },
 	{ "max-deliveries-per-driver", DG_OPT_INT, O(max_per_driver), 0, 10000, "0", 1, NULL, "concurrent transfers through one driver (0: no limit)" },
 	{ "max-deliveries-per-link", DG_OPT_INT, O(max_per_link), 1, 10000, "1", 1, NULL, "concurrent transfers among devices sharing a link= name" },
@@ -247,6 +248,14 @@ parse_device(const char *line, struct devspec *d, char *why, size_t whylen)
 		return -1;
 	}
 	d->psk_required = d->psk_len && d->psk_required != 3;
+	if (d->push && strncmp(d->address, "coaps://", 8) == 0 && !d->psk_len) {
+		snprintf(why, whylen, "a coaps:// push address needs psk=");
+		return -1;
+	}
+	if (d->push && strncmp(d->address, "coap://", 7) == 0 && d->psk_required) {
+		snprintf(why, whylen, "the device requires DTLS: its push address must be coaps:// (or dtls=optional)");
+		return -1;
+	}
 	return 0;
 }
 
@@ -565,6 +574,7 @@ main(int argc, char **argv)
 		co.default_timeout_s = (int)gw.cfg.exec_timeout;
 		co.allow_unknown = gw.cfg.coap_allow_unknown;
 		co.install_path = gw.cfg.coap_install_path;
+		co.max_transmit_span_s = (int)gw.cfg.coap_max_transmit_span;
 		if (!(gw.coap = dg_driver_coap_new(gw.base, &co, &err)))
 			goto out;
 	}

@@ -7,6 +7,15 @@
  * not by libcoap's COAP_BLOCK_USE_LIBCOAP, so that each block is served
  * straight from the delivery's mapping of the cached image and progress is
  * known exactly.
+ *
+ * Push requests are NON and retransmitted here, not by libcoap: libcoap's
+ * CON retransmission takes its timeout from the session's ACK timeout,
+ * which coap_session_set_ack_timeout() refuses below 1 s (integer part
+ * must be > 0), so on a fast link every lost datagram cost 1-1.5 s (42 s
+ * for 300 KiB at 5% loss each way). The RTO comes from an RFC 6298
+ * estimate per device (Karn's rule, doubled on each timeout), and a
+ * request unanswered for max_transmit_span_s fails the job. Block PUTs are
+ * idempotent; a device answers a repeated install trigger again.
  */
 #include "config.h"
 
@@ -42,9 +51,12 @@
 #define MAX_PSK 64
 #define MAX_BODY 2048          /* largest registration or report accepted */
 #define DEFAULT_SZX 6          /* 1024-byte blocks */
-#define RTO_MIN_MS 20
-#define RTO_MAX_MS 10000
-#define RTO_INIT_MS 1000
+#define RTO_MIN_MS 20          /* floor of the estimated RTO (RFC 6298 says 1 s
+                                for the Internet; CoAP links are measured) */
+#define RTO_MAX_MS 10000       /* ceiling, also of the backed-off RTO */
+#define RTO_INIT_MS 1000       /* before the first sample (RFC 6298 2.1) */
+#define ACK_TIMEOUT_MIN_MS 1000 /* libcoap's floor for CON (notifications) */
+#define DEFAULT_SPAN_S 45      /* RFC 7252 MAX_TRANSMIT_SPAN */
 
 struct cdev {
 	struct cdev *hnext;
@@ -76,7 +88,7 @@ struct coap_driver {
 	struct event *io_ev, *timer;
 	unsigned char secret[64];
 	size_t secret_len;
-	int token_lifetime_s, default_timeout_s, allow_unknown;
+	int token_lifetime_s, default_timeout_s, allow_unknown, span_s;
 	char *install_path;
 	struct cdev *buckets[NBUCKETS];
 	size_t ndevices, nregistered, nactive;
@@ -103,12 +115,20 @@ struct dg_delivery {
 	struct event *timer;
 	/* push */
 	coap_session_t *sess;
+	int dtls, connected;     /* push over DTLS; session established */
 	char path[256];
 	unsigned szx;
 	uint32_t next_num;       /* block to send next */
 	uint8_t tok[8];
 	size_t toklen;
-	uint64_t sent_at;        /* of the outstanding request, ms */
+	uint64_t sent_at;        /* last transmission of the outstanding request */
+	uint64_t first_at;       /* its first transmission (or the handshake) */
+	unsigned rto_cur;        /* RTO, ms: doubled on each timeout, back to the
+	                            estimate after a clean sample (RFC 6298 5.7) */
+	unsigned tries;          /* its transmissions */
+	unsigned long retransmits; /* of the whole push */
+	int awaiting;            /* a request is outstanding */
+	struct event *rtx;       /* its retransmission timer */
 	int trigger_sent;
 };
 
@@ -219,6 +239,8 @@ issue_token(dg_delivery *d)
 static void
 rtt_sample(struct cdev *dev, double ms)
 {
+	if (ms < 1)
+		ms = 1; /* clock granularity (RFC 6298 G); 0 means "no sample" */
 	if (dev->srtt == 0) {
 		dev->srtt = ms;
 		dev->rttvar = ms / 2;
@@ -242,11 +264,14 @@ rto_ms(const struct cdev *dev)
 	return (unsigned)r;
 }
 
+/* The ACK timeout of libcoap's own CON messages on s (notifications):
+ * libcoap refuses values under 1 s, so this only matters on links slower
+ * than that. Push requests do not use it (push_send). */
 static void
 apply_rto(coap_session_t *s, const struct cdev *dev)
 {
 #ifdef HAVE_COAP_SESSION_SET_ACK_TIMEOUT
-	unsigned ms = rto_ms(dev);
+	unsigned ms = rto_ms(dev) < ACK_TIMEOUT_MIN_MS ? ACK_TIMEOUT_MIN_MS : rto_ms(dev);
 	coap_fixed_point_t t = { (uint16_t)(ms / 1000), (uint16_t)(ms % 1000) };
 
 	coap_session_set_ack_timeout(s, t);
@@ -321,6 +346,8 @@ free_delivery(dg_delivery *d)
 		d->dev->d = NULL;
 	if (d->timer)
 		event_free(d->timer);
+	if (d->rtx)
+		event_free(d->rtx);
 	if (d->map)
 		munmap(d->map, d->size);
 	if (d->sess) {
@@ -422,21 +449,52 @@ add_path(coap_pdu_t *pdu, const char *path)
 }
 
 static void
-push_send(dg_delivery *d)
+ms_to_tv(unsigned ms, struct timeval *tv)
 {
-	size_t bs = (size_t)1 << (d->szx + 4);
-	uint64_t off = (uint64_t)d->next_num * bs;
-	coap_pdu_t *pdu;
-	int more;
-	size_t len;
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+}
 
-	pdu = coap_pdu_init(COAP_MESSAGE_CON, d->trigger_sent ? COAP_REQUEST_CODE_POST : COAP_REQUEST_CODE_PUT,
-	    coap_new_message_id(d->sess), coap_session_max_pdu_size(d->sess));
-	if (!pdu) {
-		finish(d, 0, NULL, DG_DRIVER_EXT_COAP_UNREACHABLE, "out of memory");
-		return;
+/* ms left of the outstanding request's transmit span (0: spent; a few ms
+ * of slack between libevent's clock and ours) */
+static unsigned
+span_left(const dg_delivery *d, uint64_t now)
+{
+	uint64_t span = (uint64_t)d->drv->span_s * 1000, used = now - d->first_at + 5;
+
+	return used >= span ? 0 : (unsigned)(span - used);
+}
+
+/* Send the outstanding request: the next block, or the install trigger.
+ * A retransmission repeats it with the same token (an answer to any copy
+ * completes it) and a new message id. Returns 0, or -1 (out of memory). */
+static int
+push_send(dg_delivery *d, int retransmit)
+{
+	uint64_t off, now = dg_util_now_ms();
+	coap_pdu_t *pdu;
+	struct timeval tv;
+	size_t bs, len;
+	int more;
+
+	if (!retransmit) {
+		/* fit the block into the session's PDU (DTLS takes its share) */
+		while (d->szx > 0 && ((size_t)1 << (d->szx + 4)) + 64 > coap_session_max_pdu_size(d->sess)) {
+			d->szx--;
+			d->next_num *= 2;
+		}
+		coap_session_new_token(d->sess, &d->toklen, d->tok);
+		d->tries = 0;
+		d->first_at = now;
+		d->awaiting = 1;
+		/* rto_cur: from the estimate, or still backed off (on_response) */
 	}
-	coap_session_new_token(d->sess, &d->toklen, d->tok);
+	bs = (size_t)1 << (d->szx + 4);
+	off = (uint64_t)d->next_num * bs;
+	pdu = coap_pdu_init(COAP_MESSAGE_NON, d->trigger_sent ? COAP_REQUEST_CODE_POST : COAP_REQUEST_CODE_PUT,
+	    coap_new_message_id(d->sess), coap_session_max_pdu_size(d->sess));
+	if (!pdu)
+		return -1;
 	coap_add_token(pdu, d->toklen, d->tok);
 	if (d->trigger_sent) {
 		add_path(pdu, d->drv->install_path);
@@ -448,33 +506,94 @@ push_send(dg_delivery *d)
 		add_uint_option(pdu, COAP_OPTION_BLOCK1, (d->next_num << 4) | (more ? 8u : 0u) | d->szx);
 		if (d->next_num == 0)
 			add_uint_option(pdu, COAP_OPTION_SIZE1, (uint32_t)d->size);
-		if (len)
-			coap_add_data(pdu, len, d->map + off);
+		if (len && !coap_add_data(pdu, len, d->map + off)) {
+			coap_delete_pdu(pdu);
+			return -1;
+		}
 	}
-	apply_rto(d->sess, d->dev);
-	d->sent_at = dg_util_now_ms();
-	if (coap_send(d->sess, pdu) == COAP_INVALID_MID) {
-		finish(d, 0, NULL, DG_DRIVER_EXT_COAP_UNREACHABLE, "cannot send to the device");
-		return;
-	}
+	d->sent_at = now;
+	d->tries++;
+	if (retransmit)
+		d->retransmits++;
+	/* a failed send (e.g. ICMP unreachable seen on the socket) counts as a
+	 * lost datagram: the span decides when to give up */
+	if (coap_send(d->sess, pdu) == COAP_INVALID_MID)
+		dg_log_debug("%s: coap: push send failed (try %u)", d->dev->id, d->tries);
+	/* the last wait ends with the span, so a dead device fails on time */
+	ms_to_tv(d->rto_cur < span_left(d, now) ? d->rto_cur : span_left(d, now) + 5, &tv);
+	evtimer_add(d->rtx, &tv);
 	kick(d->drv);
+	return 0;
 }
 
+static void
+push_next(dg_delivery *d)
+{
+	if (push_send(d, 0) != 0)
+		finish(d, 0, NULL, DG_DRIVER_EXT_COAP_UNREACHABLE, "out of memory");
+}
+
+/* The outstanding request (or the DTLS handshake) timed out. */
+static void
+on_rtx(evutil_socket_t fd, short what, void *arg)
+{
+	dg_delivery *d = arg;
+	uint64_t now = dg_util_now_ms();
+	struct timeval tv;
+	char detail[192];
+
+	if (span_left(d, now) == 0) {
+		if (!d->connected) {
+			snprintf(detail, sizeof(detail), "DTLS handshake with the device did not complete in %d s",
+			    d->drv->span_s);
+			finish(d, 0, NULL, DG_DRIVER_EXT_COAP_DTLS, detail);
+		} else {
+			snprintf(detail, sizeof(detail), "the device did not answer the %s in %d s (%u transmissions)",
+			    d->trigger_sent ? "install trigger" : "image upload", d->drv->span_s, d->tries);
+			finish(d, 0, NULL, DG_DRIVER_EXT_COAP_UNREACHABLE, detail);
+		}
+		return;
+	}
+	if (!d->connected) {
+		/* libcoap (OpenSSL) retransmits the handshake itself */
+		ms_to_tv(span_left(d, now) + 5, &tv);
+		evtimer_add(d->rtx, &tv);
+		return;
+	}
+	d->rto_cur = d->rto_cur * 2 > RTO_MAX_MS ? RTO_MAX_MS : d->rto_cur * 2;
+	if (push_send(d, 1) != 0)
+		finish(d, 0, NULL, DG_DRIVER_EXT_COAP_UNREACHABLE, "out of memory");
+}
+
+/* Open the push session (DTLS with the device's PSK for coaps://) and send
+ * the first block, or wait for the handshake. 0, or -1 (logged). */
 static int
 push_start(dg_delivery *d)
 {
-	const char *target = d->dev->address ? d->dev->address : d->dev->reg_address;
+	struct cdev *dev = d->dev;
+	const char *target = dev->address ? dev->address : dev->reg_address;
 	coap_uri_t uri;
 	coap_address_t dst;
 	struct addrinfo hints, *res = NULL;
 	char host[256], port[8];
+	struct timeval tv;
 
 	if (!target)
 		return -1;
 	if (coap_split_uri((const uint8_t *)target, strlen(target), &uri) < 0 ||
-	    uri.scheme != COAP_URI_SCHEME_COAP || uri.host.length >= sizeof(host) ||
-	    uri.path.length >= sizeof(d->path)) {
-		dg_log_err("%s: coap: push address '%s' is not coap://host:port/path", d->dev->id, target);
+	    (uri.scheme != COAP_URI_SCHEME_COAP && uri.scheme != COAP_URI_SCHEME_COAPS) ||
+	    uri.host.length >= sizeof(host) || uri.path.length >= sizeof(d->path)) {
+		dg_log_err("%s: coap: push address '%s' is not coap[s]://host:port/path", dev->id, target);
+		return -1;
+	}
+	d->dtls = uri.scheme == COAP_URI_SCHEME_COAPS;
+	if (d->dtls && (dev->psk_len == 0 || !coap_dtls_is_supported())) {
+		dg_log_err("%s: coap: push address %s is coaps:// but the device has no psk", dev->id, target);
+		return -1;
+	}
+	if (!d->dtls && dev->psk_required) {
+		dg_log_err("%s: coap: the device requires DTLS but its push address %s is not coaps://", dev->id,
+		    target);
 		return -1;
 	}
 	memcpy(host, uri.host.s, uri.host.length);
@@ -486,25 +605,60 @@ push_start(dg_delivery *d)
 	hints.ai_socktype = SOCK_DGRAM;
 	hints.ai_flags = AI_NUMERICSERV;
 	if (getaddrinfo(host, port, &hints, &res) != 0 || !res) {
-		dg_log_err("%s: coap: cannot resolve push address %s", d->dev->id, host);
+		dg_log_err("%s: coap: cannot resolve push address %s", dev->id, host);
 		return -1;
 	}
 	coap_address_init(&dst);
 	dst.size = res->ai_addrlen;
 	memcpy(&dst.addr, res->ai_addr, res->ai_addrlen);
 	freeaddrinfo(res);
-	if (!(d->sess = coap_new_client_session(d->drv->ctx, NULL, &dst, COAP_PROTO_UDP)))
+	if (!(d->rtx = evtimer_new(d->drv->evbase, on_rtx, d)))
 		return -1;
+	if (d->dtls) {
+		coap_dtls_cpsk_t cp;
+
+		memset(&cp, 0, sizeof(cp));
+		cp.version = COAP_DTLS_CPSK_SETUP_VERSION;
+		cp.psk_info.identity.s = (const uint8_t *)dev->id;
+		cp.psk_info.identity.length = strlen(dev->id);
+		cp.psk_info.key.s = dev->psk;
+		cp.psk_info.key.length = dev->psk_len;
+		d->sess = coap_new_client_session_psk2(d->drv->ctx, NULL, &dst, COAP_PROTO_DTLS, &cp);
+	} else {
+		d->sess = coap_new_client_session(d->drv->ctx, NULL, &dst, COAP_PROTO_UDP);
+	}
+	if (!d->sess) {
+		dg_log_err("%s: coap: cannot open a %s session to %s", dev->id, d->dtls ? "DTLS" : "UDP", target);
+		return -1;
+	}
 	coap_session_set_app_data(d->sess, d);
-	d->szx = d->dev->szx;
-	push_send(d);
-	return 0;
+	d->szx = dev->szx;
+	d->rto_cur = rto_ms(dev);
+	if (d->dtls) {
+		/* the first block goes when the handshake is done (on_event) */
+		d->first_at = dg_util_now_ms();
+		ms_to_tv((unsigned)d->drv->span_s * 1000, &tv);
+		evtimer_add(d->rtx, &tv);
+		kick(d->drv);
+		return 0;
+	}
+	d->connected = 1;
+	return push_send(d, 0);
+}
+
+/* The delivery a client (push) session belongs to, or NULL. */
+static dg_delivery *
+push_of(coap_session_t *s)
+{
+	if (coap_session_get_type(s) != COAP_SESSION_TYPE_CLIENT)
+		return NULL;
+	return coap_session_get_app_data(s);
 }
 
 static coap_response_t
 on_response(coap_session_t *s, const coap_pdu_t *sent, const coap_pdu_t *rcvd, const coap_mid_t mid)
 {
-	dg_delivery *d = coap_session_get_app_data(s);
+	dg_delivery *d = push_of(s);
 	coap_bin_const_t tok = coap_pdu_get_token(rcvd);
 	coap_pdu_code_t code = coap_pdu_get_code(rcvd);
 	unsigned cls = code >> 5, det = code & 0x1f;
@@ -512,11 +666,17 @@ on_response(coap_session_t *s, const coap_pdu_t *sent, const coap_pdu_t *rcvd, c
 	coap_block_t b;
 	char detail[96];
 
-	if (!d || tok.length != d->toklen || memcmp(tok.s, d->tok, d->toklen) != 0)
+	if (!d || !d->awaiting || tok.length != d->toklen || memcmp(tok.s, d->tok, d->toklen) != 0)
 		return COAP_RESPONSE_OK; /* late answer to an earlier request */
-	/* Karn: no sample if libcoap may have retransmitted */
-	if (now - d->sent_at < rto_ms(d->dev))
+	evtimer_del(d->rtx);
+	d->awaiting = 0;
+	/* Karn: no sample from a retransmitted request, and its backed-off
+	 * RTO stays until one comes (else a link slower than the RTO would
+	 * never be measured) */
+	if (d->tries == 1) {
 		rtt_sample(d->dev, (double)(now - d->sent_at));
+		d->rto_cur = rto_ms(d->dev);
+	}
 	if (cls != 2) {
 		snprintf(detail, sizeof(detail), "device answered %u.%02u to the %s", cls, det,
 		    d->trigger_sent ? "install trigger" : "image upload");
@@ -544,32 +704,70 @@ on_response(coap_session_t *s, const coap_pdu_t *sent, const coap_pdu_t *rcvd, c
 		}
 		if (acked < d->size) {
 			d->next_num = (uint32_t)(acked / bs);
-		} else if (d->drv->install_path && *d->drv->install_path) {
-			d->trigger_sent = 1;
 		} else {
-			if (!d->installing) {
-				d->installing = 1;
-				d->ev.progress(d->arg, DG_DELIVERY_INSTALLING, 0, 0);
+			dg_log_info("%s: coap: pushed %" PRIu64 " bytes, %lu retransmissions, srtt %.1f ms, rto %u ms",
+			    d->dev->id, d->size, d->retransmits, d->dev->srtt, rto_ms(d->dev));
+			if (d->drv->install_path && *d->drv->install_path) {
+				d->trigger_sent = 1;
+			} else {
+				if (!d->installing) {
+					d->installing = 1;
+					d->ev.progress(d->arg, DG_DELIVERY_INSTALLING, 0, 0);
+				}
+				return COAP_RESPONSE_OK;
 			}
-			return COAP_RESPONSE_OK;
 		}
 	}
-	push_send(d);
+	push_next(d);
 	return COAP_RESPONSE_OK;
 }
 
 static void
 on_nack(coap_session_t *s, const coap_pdu_t *sent, const coap_nack_reason_t reason, const coap_mid_t mid)
 {
-	dg_delivery *d = coap_session_get_app_data(s);
+	dg_delivery *d = push_of(s);
 	coap_bin_const_t tok;
 
-	if (!d || !sent)
+	if (!d || !sent || !d->awaiting)
 		return;
 	tok = coap_pdu_get_token(sent);
 	if (tok.length != d->toklen || memcmp(tok.s, d->tok, d->toklen) != 0)
 		return;
-	finish(d, 0, NULL, DG_DRIVER_EXT_COAP_UNREACHABLE, "the device did not answer the push");
+	if (reason == COAP_NACK_RST)
+		finish(d, 0, NULL, DG_DRIVER_EXT_COAP_UNREACHABLE, "the device reset the push request");
+	else if (reason == COAP_NACK_TLS_FAILED)
+		finish(d, 0, NULL, DG_DRIVER_EXT_COAP_DTLS, "DTLS with the device failed");
+	/* other reasons: the retransmission timer decides */
+}
+
+/* DTLS progress of push sessions. */
+static int
+on_event(coap_session_t *s, const coap_event_t ev)
+{
+	dg_delivery *d = push_of(s);
+
+	if (!d || !d->dtls)
+		return 0;
+	switch (ev) {
+	case COAP_EVENT_DTLS_CONNECTED:
+	case COAP_EVENT_SESSION_CONNECTED:
+		if (!d->connected) {
+			d->connected = 1;
+			evtimer_del(d->rtx);
+			dg_log_debug("%s: coap: DTLS session for the push established", d->dev->id);
+			push_next(d);
+		}
+		break;
+	case COAP_EVENT_DTLS_CLOSED:
+	case COAP_EVENT_DTLS_ERROR:
+	case COAP_EVENT_SESSION_FAILED:
+		finish(d, 0, NULL, DG_DRIVER_EXT_COAP_DTLS, d->connected ? "the device closed the DTLS session" :
+		    "DTLS handshake with the device failed (wrong key?)");
+		break;
+	default:
+		break;
+	}
+	return 0;
 }
 
 /* ---- resources -------------------------------------------------------- */
@@ -817,7 +1015,7 @@ hnd_rd(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 	if (fw) {
 		char url[300];
 
-		if (strncmp(fw, "coap://", 7) == 0) {
+		if (strncmp(fw, "coap://", 7) == 0 || strncmp(fw, "coaps://", 8) == 0) {
 			snprintf(url, sizeof(url), "%s", fw);
 		} else {
 			const coap_address_t *ra = coap_session_get_addr_remote(s);
@@ -829,7 +1027,8 @@ hnd_rd(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 				set_text(resp, 500, NULL);
 				return;
 			}
-			snprintf(url, sizeof(url), strchr(host, ':') ? "coap://[%s]:%s/%s" : "coap://%s:%s/%s",
+			snprintf(url, sizeof(url), strchr(host, ':') ? "%s://[%s]:%s/%s" : "%s://%s:%s/%s",
+			    coap_session_get_proto(s) == COAP_PROTO_DTLS ? "coaps" : "coap",
 			    host, serv, fw[0] == '/' ? fw + 1 : fw);
 		}
 		free(dev->reg_address);
@@ -1177,6 +1376,11 @@ dg_driver_coap_add_device(dg_driver *base, const char *id, const unsigned char *
 
 	if (!base || base->ops != &coap_ops || !dg_topic_id_valid(id) || psk_len > MAX_PSK)
 		return DG_ERR_INVAL;
+	/* push over DTLS needs the key; a required key forbids plain UDP */
+	if (mode == DG_COAP_PUSH && address &&
+	    ((strncmp(address, "coaps://", 8) == 0 && psk_len == 0) ||
+	    (strncmp(address, "coap://", 7) == 0 && psk_len && psk_required)))
+		return DG_ERR_INVAL;
 	if (address && !(addr = strdup(address)))
 		return DG_ERR_NOMEM;
 	if (!(dev = find_dev(drv, id, strlen(id)))) {
@@ -1300,6 +1504,7 @@ dg_driver_coap_new(struct event_base *base, const dg_coap_opts *o, dg_err *err)
 	drv->token_lifetime_s = o->token_lifetime_s > 0 ? o->token_lifetime_s : 3600;
 	drv->default_timeout_s = o->default_timeout_s > 0 ? o->default_timeout_s : 600;
 	drv->allow_unknown = o->allow_unknown;
+	drv->span_s = o->max_transmit_span_s > 0 ? o->max_transmit_span_s : DEFAULT_SPAN_S;
 	if (!(drv->install_path = strdup(o->install_path ? o->install_path : "5/0/2"))) {
 		*err = DG_ERR_NOMEM;
 		goto fail;
@@ -1326,6 +1531,7 @@ dg_driver_coap_new(struct event_base *base, const dg_coap_opts *o, dg_err *err)
 	coap_context_set_max_idle_sessions(drv->ctx, 20000);
 	coap_register_response_handler(drv->ctx, on_response);
 	coap_register_nack_handler(drv->ctx, on_nack);
+	coap_register_event_handler(drv->ctx, on_event);
 	if (o->listen) {
 		if ((*err = parse_listen(o->listen, &addr)) != DG_OK) {
 			dg_log_err("coap-listen '%s': expected ADDR:PORT", o->listen);

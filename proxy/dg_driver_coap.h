@@ -15,10 +15,17 @@
  *                         secret, device|job|expiry)) "." expiry
  *
  * Push mode: the gateway PUTs the image with Block1 to the device's firmware
- * resource, POSTs the install trigger, then waits for the report.
+ * resource, POSTs the install trigger, then waits for the report. Push
+ * requests are NON and retransmitted by the driver from an RFC 6298 estimate
+ * of the device's RTT (libcoap 4.3 refuses ACK timeouts under 1 s, which
+ * made every lost datagram cost 1-1.5 s); a request unanswered for
+ * max_transmit_span_s fails the job. A device with a PSK is pushed to over
+ * DTLS (coaps://), the gateway being the client with identity = device id.
  * DTLS with a per-device PSK (identity = device id); a device whose key is
  * "required" is refused over plain UDP; over DTLS the identity must be the
  * id the request names.
+ * A push address coaps://... needs the device's PSK; a device whose key is
+ * required is never pushed to over plain UDP.
  */
 #ifndef DG_DRIVER_COAP_H
 #define DG_DRIVER_COAP_H
@@ -35,6 +42,7 @@
 #define DG_DRIVER_EXT_COAP_UNREACHABLE DG_DRIVER_EXT(0x00301u)      /* push: no answer */
 #define DG_DRIVER_EXT_COAP_NO_TARGET DG_DRIVER_EXT(0x00302u)        /* push: no address */
 #define DG_DRIVER_EXT_COAP_IMAGE DG_DRIVER_EXT(0x00303u)            /* image unreadable */
+#define DG_DRIVER_EXT_COAP_DTLS DG_DRIVER_EXT(0x00304u)             /* push: DTLS handshake failed */
 /* push: the device answered with CoAP code c.dd: 0x90B01000 | (c * 100 + dd) */
 #define DG_DRIVER_EXT_COAP_CODE(c, dd) DG_DRIVER_EXT(0x01000u | ((c) * 100u + (dd)))
 
@@ -48,6 +56,9 @@ typedef struct dg_coap_opts {
 	int allow_unknown;           /* accept registrations of unconfigured ids */
 	const char *install_path;    /* push: POSTed after the image ("5/0/2");
 	                                "" for none */
+	int max_transmit_span_s;     /* push: give a request or a DTLS handshake
+	                                up after this long (45, RFC 7252's
+	                                MAX_TRANSMIT_SPAN) */
 } dg_coap_opts;
 
 typedef enum dg_coap_mode { DG_COAP_PULL = 0, DG_COAP_PUSH = 1 } dg_coap_mode;
@@ -61,8 +72,9 @@ dg_driver *dg_driver_coap_new(struct event_base *base, const dg_coap_opts *o, dg
 
 /* Declare (or update) a device. psk/psk_len: its DTLS key (copied; NULL:
  * none); psk_required: refuse it over plain UDP. address: push target URI
- * "coap://host:port/path" (NULL: from its registration).
- * DG_ERR_INVAL (not a coap driver, id invalid, psk longer than 64 bytes),
+ * "coap://host:port/path" or "coaps://..." (NULL: from its registration).
+ * DG_ERR_INVAL (not a coap driver, id invalid, psk longer than 64 bytes,
+ * a coaps:// address without a psk, a coap:// address with psk_required),
  * DG_ERR_NOMEM. */
 dg_err dg_driver_coap_add_device(dg_driver *drv, const char *id, const unsigned char *psk,
     size_t psk_len, int psk_required, dg_coap_mode mode, const char *address);

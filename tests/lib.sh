@@ -50,15 +50,17 @@ t_done() {
 	exit $?
 }
 
-# A TCP or UDP port nothing listens on (tcp|udp).
+# A TCP or UDP port no socket uses (tcp|udp), below the kernel's ephemeral
+# range (32768-60999) so that client sockets of other programs on the
+# machine cannot take it between this check and the bind.
 t_free_port() {
 	_proto=${1:-tcp}
 	while :; do
-		_port=$(( (RANDOM << 15 | RANDOM) % 30000 + 20000 ))
+		_port=$(( (RANDOM << 15 | RANDOM) % 12000 + 20000 ))
 		if [ "$_proto" = udp ]; then
-			ss -Hlun "sport = :$_port" 2>/dev/null | grep -q . || break
+			ss -Haun "sport = :$_port" 2>/dev/null | grep -q . || break
 		else
-			ss -Hltn "sport = :$_port" 2>/dev/null | grep -q . || break
+			ss -Hatn "sport = :$_port" 2>/dev/null | grep -q . || break
 		fi
 	done
 	echo "$_port"

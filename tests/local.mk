@@ -114,7 +114,10 @@ INTEGRATION_TESTS += \
 	tests/integration/60-coap-pull.sh \
 	tests/integration/61-coap-interop.sh \
 	tests/integration/62-coap-security.sh \
-	tests/integration/63-coap-push-lossy.sh
+	tests/integration/63-coap-push-lossy.sh \
+	tests/integration/64-coap-push-relay.sh \
+	tests/integration/65-coap-push-dtls.sh
+# 64 uses bench/udp_relay (noinst_PROGRAMS: built by "make", thus by "make check")
 EXTRA_DIST += tests/lib-coap.sh
 
 TESTS += $(INTEGRATION_TESTS)

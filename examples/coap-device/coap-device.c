@@ -5,7 +5,11 @@
  * a job appears downloads softwareURL block by block, verifies the SHA-256,
  * "installs" the image (DIR/<id>/image.bin) and acknowledges with the text
  * form "jobID:<id> SUCCESS|FAILURE". In push mode it serves /5/0/0 (Block1
- * PUT) and /5/0/2 (install trigger) instead of downloading.
+ * PUT) and /5/0/2 (install trigger) instead of downloading, on port
+ * --push-port + device index; over DTLS when a key is given (--push-psk, or
+ * --psk), accepting only its own id as the gateway's PSK identity.
+ * Repeated blocks and triggers (the gateway retransmits NON requests) are
+ * answered again without harm.
  *
  * Reliability is the device's own, as firmware has to do it: every request
  * is sent NON and retransmitted by this program with an RTO from an RFC 6298
@@ -71,6 +75,8 @@ struct dev {
 	/* push */
 	uint16_t push_port;
 	uint64_t push_size;
+	int push_data;           /* blocks arrived since the last install */
+	int install_pending;     /* triggered before the job's state was seen */
 	/* stats */
 	uint64_t started_ms, finished_ms;
 	unsigned long sent, retransmits, dropped_in;
@@ -83,6 +89,7 @@ static struct {
 	const char *dir;
 	double loss;
 	const char *psk;
+	const char *push_psk;
 	int push;
 	int push_port;
 	const char *fail_install;
@@ -92,7 +99,7 @@ static struct {
 	int timeout_s;
 	const char *version;
 	int verbose;
-} opt = { NULL, 1, "dev", "devices", 0, NULL, 0, 5700, NULL, 0, 6, 0, 120, "0", 0 };
+} opt = { NULL, 1, "dev", "devices", 0, NULL, NULL, 0, 5700, NULL, 0, 6, 0, 120, "0", 0 };
 
 static struct dev *devs;
 static coap_context_t *ctx;
@@ -209,7 +216,8 @@ send_req(struct dev *d, int retransmit)
 		coap_add_option(pdu, COAP_OPTION_URI_QUERY, strlen(q), (const uint8_t *)q);
 		if (opt.push)
 			snprintf(body, sizeof(body), "{\"version\":\"%s\",\"szx\":%u,\"mode\":\"push\","
-			    "\"firmware\":\"coap://127.0.0.1:%u/5/0/0\"}", opt.version, d->szx, d->push_port);
+			    "\"firmware\":\"%s://127.0.0.1:%u/5/0/0\"}", opt.version, d->szx,
+			    opt.push_psk ? "coaps" : "coap", d->push_port);
 		else
 			snprintf(body, sizeof(body), "{\"version\":\"%s\",\"szx\":%u,\"mode\":\"pull\"}",
 			    opt.version, d->szx);
@@ -321,6 +329,7 @@ install(struct dev *d)
 	snprintf(part, sizeof(part), "%s/partial", d->dir);
 	snprintf(img, sizeof(img), "%s/image.bin", d->dir);
 	d->report_ok = 0;
+	d->push_data = 0;
 	if (sha256_file(part, hex) != 0 || strcmp(hex, d->sha256) != 0) {
 		logd(d, "job %s: SHA-256 mismatch, not installed", d->job);
 	} else if (opt.fail_install && strcmp(opt.fail_install, d->id) == 0) {
@@ -374,6 +383,10 @@ on_state(struct dev *d, const uint8_t *data, size_t len)
 		/* the gateway pushes; /5/0/2 completes it */
 		d->push_size = d->size;
 		json_decref(o);
+		if (d->install_pending) {
+			d->install_pending = 0;
+			install(d);
+		}
 		return;
 	}
 	if (!url || coap_split_uri((const uint8_t *)url, strlen(url), &u) < 0 ||
@@ -565,8 +578,11 @@ hnd_put_fw(coap_resource_t *res, coap_session_t *s, const coap_pdu_t *req,
 	coap_get_data(req, &len, &data);
 	off = (uint64_t)b.num << (b.szx + 4);
 	snprintf(path, sizeof(path), "%s/partial", d->dir);
-	if ((fd = open(path, O_WRONLY | O_CREAT | (off == 0 ? O_TRUNC : 0), 0644)) < 0 ||
-	    pwrite(fd, data, len, (off_t)off) != (ssize_t)len) {
+	/* blocks may repeat or come late: write each at its offset, cut the
+	 * file at the end of the last one */
+	if ((fd = open(path, O_WRONLY | O_CREAT, 0644)) < 0 ||
+	    pwrite(fd, data, len, (off_t)off) != (ssize_t)len ||
+	    (!b.m && ftruncate(fd, (off_t)(off + len)) != 0)) {
 		if (fd >= 0)
 			close(fd);
 		coap_pdu_set_code(resp, COAP_RESPONSE_CODE(500));
@@ -575,6 +591,7 @@ hnd_put_fw(coap_resource_t *res, coap_session_t *s, const coap_pdu_t *req,
 	close(fd);
 	if (d->started_ms == 0 || off == 0)
 		d->started_ms = now_ms();
+	d->push_data = 1;
 	add_uint(resp, COAP_OPTION_BLOCK1, (b.num << 4) | (b.m ? 8u : 0u) | b.szx);
 	coap_pdu_set_code(resp, b.m ? COAP_RESPONSE_CODE(231) : COAP_RESPONSE_CODE_CHANGED);
 }
@@ -585,13 +602,41 @@ hnd_post_install(coap_resource_t *res, coap_session_t *s, const coap_pdu_t *req,
 {
 	struct dev *d = dev_of_session(s);
 
-	if (!d || !d->job[0] || d->phase == P_REPORT) {
-		coap_pdu_set_code(resp, d && d->phase == P_REPORT ? COAP_RESPONSE_CODE_CHANGED :
-		    COAP_RESPONSE_CODE(409));
+	if (!d) {
+		coap_pdu_set_code(resp, COAP_RESPONSE_CODE_NOT_FOUND);
 		return;
 	}
 	coap_pdu_set_code(resp, COAP_RESPONSE_CODE_CHANGED);
+	if (!d->push_data || d->phase == P_REPORT || d->install_pending)
+		return; /* a repeated trigger */
+	if (!d->job[0] || strcmp(d->job, d->done_job) == 0) {
+		/* an image came but the job's state was not seen yet (a lost
+		 * notification): install when the state shows it */
+		d->install_pending = 1;
+		d->next_poll = 0;
+		return;
+	}
 	install(d);
+}
+
+/* The push listener's key: only for the gateway acting as this device
+ * (identity = the id of the device whose port the session is on). */
+static const coap_bin_const_t *
+push_psk_for(coap_bin_const_t *identity, coap_session_t *s, void *arg)
+{
+	static coap_bin_const_t key;
+	struct dev *d = dev_of_session(s);
+
+	if (!identity || !d || identity->length != strlen(d->id) ||
+	    memcmp(identity->s, d->id, identity->length) != 0) {
+		fprintf(stderr, "coap-device: push DTLS handshake with a foreign identity refused\n");
+		return NULL;
+	}
+	if (opt.verbose)
+		fprintf(stderr, "coap-device %s: push DTLS handshake from identity %s\n", d->id, d->id);
+	key.s = (const uint8_t *)opt.push_psk;
+	key.length = strlen(opt.push_psk);
+	return &key;
 }
 
 static void
@@ -604,7 +649,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: coap-device --gateway coap://HOST:PORT [--count N] [--id-prefix P] [--dir DIR]\n"
-	    "  [--loss P] [--psk KEY] [--push] [--push-port BASE] [--fail-install ID]\n"
+	    "  [--loss P] [--psk KEY] [--push] [--push-port BASE] [--push-psk KEY] [--fail-install ID]\n"
 	    "  [--crash-after-blocks K] [--szx 0-6] [--version V] [--once] [--timeout S]\n");
 }
 
@@ -614,7 +659,7 @@ main(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "gateway", 1, 0, 'g' }, { "count", 1, 0, 'n' }, { "id-prefix", 1, 0, 'p' },
 		{ "dir", 1, 0, 'd' }, { "loss", 1, 0, 'l' }, { "psk", 1, 0, 'k' }, { "push", 0, 0, 'P' },
-		{ "push-port", 1, 0, 'B' }, { "fail-install", 1, 0, 'f' },
+		{ "push-port", 1, 0, 'B' }, { "push-psk", 1, 0, 'K' }, { "fail-install", 1, 0, 'f' },
 		{ "crash-after-blocks", 1, 0, 'c' }, { "szx", 1, 0, 's' }, { "once", 0, 0, 'o' },
 		{ "timeout", 1, 0, 't' }, { "version", 1, 0, 'V' }, { "verbose", 0, 0, 'v' },
 		{ 0, 0, 0, 0 }
@@ -633,6 +678,7 @@ main(int argc, char **argv)
 		case 'l': opt.loss = strtod(optarg, &end); if (*end || opt.loss < 0 || opt.loss >= 1) { usage(); return 2; } break;
 		case 'k': opt.psk = optarg; break;
 		case 'P': opt.push = 1; break;
+		case 'K': opt.push_psk = optarg; break;
 		case 'B': opt.push_port = (int)strtol(optarg, &end, 10); if (*end || opt.push_port < 1 || opt.push_port > 65000) { usage(); return 2; } break;
 		case 'f': opt.fail_install = optarg; break;
 		case 'c': opt.crash_after = (int)strtol(optarg, &end, 10); if (*end || opt.crash_after < 0) { usage(); return 2; } break;
@@ -652,6 +698,12 @@ main(int argc, char **argv)
 	    (gw_uri.scheme != COAP_URI_SCHEME_COAP && gw_uri.scheme != COAP_URI_SCHEME_COAPS) ||
 	    (gw_uri.scheme == COAP_URI_SCHEME_COAPS) != (opt.psk != NULL)) {
 		fprintf(stderr, "coap-device: --gateway must be coap://HOST:PORT, or coaps:// with --psk\n");
+		return 2;
+	}
+	if (opt.push && !opt.push_psk)
+		opt.push_psk = opt.psk; /* the device's one key */
+	if (opt.push_psk && (!opt.push || !coap_dtls_is_supported())) {
+		fprintf(stderr, "coap-device: --push-psk needs --push and a libcoap with DTLS\n");
 		return 2;
 	}
 	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
@@ -690,6 +742,19 @@ main(int argc, char **argv)
 		r = coap_resource_init(coap_make_str_const("5/0/2"), 0);
 		coap_register_request_handler(r, COAP_REQUEST_POST, hnd_post_install);
 		coap_add_resource(ctx, r);
+		if (opt.push_psk) {
+			coap_dtls_spsk_t sp;
+
+			memset(&sp, 0, sizeof(sp));
+			sp.version = COAP_DTLS_SPSK_SETUP_VERSION;
+			sp.validate_id_call_back = push_psk_for;
+			sp.psk_info.hint.s = (const uint8_t *)"coap-device";
+			sp.psk_info.hint.length = 11;
+			if (!coap_context_set_psk2(ctx, &sp)) {
+				fprintf(stderr, "coap-device: cannot set up DTLS for the push listener\n");
+				return 1;
+			}
+		}
 	}
 	if (!(devs = calloc((size_t)opt.count, sizeof(*devs))))
 		return 1;
@@ -738,7 +803,7 @@ main(int argc, char **argv)
 			coap_address_init(&la);
 			la.size = sizeof(sin);
 			memcpy(&la.addr.sin, &sin, sizeof(sin));
-			if (!coap_new_endpoint(ctx, &la, COAP_PROTO_UDP)) {
+			if (!coap_new_endpoint(ctx, &la, opt.push_psk ? COAP_PROTO_DTLS : COAP_PROTO_UDP)) {
 				logd(d, "cannot listen on port %u", d->push_port);
 				return 1;
 			}
