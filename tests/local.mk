@@ -95,7 +95,8 @@ INTEGRATION_TESTS += \
 	tests/integration/51-gateway-config.sh \
 	tests/integration/52-gateway-broker-outage.sh \
 	tests/integration/53-gateway-kill9.sh \
-	tests/integration/54-gateway-limits.sh
+	tests/integration/54-gateway-limits.sh \
+	tests/integration/55-gateway-fair.sh
 EXTRA_DIST += tests/lib-gateway.sh
 # --- integration: fetch (issue 4)
 INTEGRATION_TESTS += tests/integration/20-fetch-https.sh
