@@ -31,6 +31,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "dg_coap_parse.h"
 #include "dg_driver.h"
 #include "dg_driver_coap.h"
 #include "dg_json.h"
@@ -40,7 +41,6 @@
 
 #define NBUCKETS 4096
 #define MAX_PSK 64
-#define MAX_BODY 2048          /* largest registration or report accepted */
 #define DEFAULT_SZX 6          /* 1024-byte blocks */
 #define RTO_MIN_MS 20
 #define RTO_MAX_MS 10000
@@ -647,57 +647,6 @@ hnd_state_get(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 	state_json(s, dev, resp);
 }
 
-/* Parse a report: JSON {"jobId","status","version"} or "jobID:<id> SUCCESS".
- * Returns 0 and fills job/ok/version, or -1. */
-static int
-parse_report(const uint8_t *data, size_t len, char *job, size_t joblen, int *ok,
-    char *version, size_t vlen)
-{
-	char buf[MAX_BODY + 1];
-	const char *st, *j, *v;
-	json_t *o;
-	dg_err err;
-
-	version[0] = '\0';
-	if (len == 0 || len > MAX_BODY)
-		return -1;
-	memcpy(buf, data, len);
-	buf[len] = '\0';
-	if (strncmp(buf, "jobID:", 6) == 0) {
-		char *sp = strchr(buf + 6, ' ');
-		char *end;
-
-		if (!sp || (size_t)(sp - (buf + 6)) >= joblen || sp == buf + 6)
-			return -1;
-		*sp = '\0';
-		for (end = sp + 1 + strlen(sp + 1); end > sp + 1 && isspace((unsigned char)end[-1]);)
-			*--end = '\0';
-		if (strcmp(sp + 1, "SUCCESS") == 0)
-			*ok = 1;
-		else if (strcmp(sp + 1, "FAILURE") == 0)
-			*ok = 0;
-		else
-			return -1;
-		memcpy(job, buf + 6, (size_t)(sp - (buf + 6)) + 1);
-		return 0;
-	}
-	if (!(o = dg_json_parse(buf, len, MAX_BODY, 4, &err, NULL, 0)))
-		return -1;
-	j = dg_json_get_str(o, "jobId");
-	st = dg_json_get_str(o, "status");
-	v = dg_json_get_str(o, "version");
-	if (!j || !st || strlen(j) >= joblen || (strcmp(st, "SUCCEEDED") != 0 && strcmp(st, "FAILED") != 0)) {
-		json_decref(o);
-		return -1;
-	}
-	snprintf(job, joblen, "%s", j);
-	*ok = strcmp(st, "SUCCEEDED") == 0;
-	if (v)
-		snprintf(version, vlen, "%s", v);
-	json_decref(o);
-	return 0;
-}
-
 static void
 hnd_state_report(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
     const coap_string_t *query, coap_pdu_t *resp)
@@ -705,30 +654,31 @@ hnd_state_report(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 	struct cdev *dev = coap_resource_get_userdata(r);
 	const uint8_t *data = NULL;
 	size_t len = 0;
-	char job[128], version[64];
-	int ok = 0, code = check_access(s, dev);
+	dg_coap_report rep;
+	int code = check_access(s, dev);
 	dg_delivery *d = dev->d;
 
 	if (code) {
 		set_text(resp, code, code == 401 ? "DTLS required" : "identity mismatch");
 		return;
 	}
-	if (!coap_get_data(req, &len, &data) || parse_report(data, len, job, sizeof(job), &ok,
-	    version, sizeof(version)) != 0) {
-		set_text(resp, 400, "expected {\"jobId\",\"status\"} or jobID:<id> SUCCESS|FAILURE");
+	if (!coap_get_data(req, &len, &data) || dg_coap_parse_report(data, len, &rep) != DG_OK) {
+		set_text(resp, len > DG_COAP_BODY_MAX ? 413 : 400,
+		    "expected {\"jobId\",\"status\"} or jobID:<id> SUCCESS|FAILURE");
 		return;
 	}
-	if (!d || strcmp(d->job, job) != 0) {
+	if (!d || strcmp(d->job, rep.job) != 0) {
 		/* a retransmitted report of the job that just finished */
-		if (strcmp(dev->last_job, job) == 0 && dev->last_ok == ok)
+		if (strcmp(dev->last_job, rep.job) == 0 && dev->last_ok == rep.ok)
 			set_text(resp, 204, NULL);
 		else
 			set_text(resp, 409, "no such job in progress");
 		return;
 	}
 	set_text(resp, 204, NULL);
-	finish(d, ok, ok ? (*version ? version : d->version) : version[0] ? version : NULL,
-	    ok ? 0 : DG_DRIVER_EXT_COAP_REPORTED_FAILURE, ok ? "device reported SUCCESS" : "device reported FAILURE");
+	finish(d, rep.ok, rep.ok ? (*rep.version ? rep.version : d->version) : rep.version[0] ? rep.version : NULL,
+	    rep.ok ? 0 : DG_DRIVER_EXT_COAP_REPORTED_FAILURE,
+	    rep.ok ? "device reported SUCCESS" : "device reported FAILURE");
 }
 
 static dg_err create_state_resource(struct coap_driver *drv, struct cdev *dev);
@@ -740,80 +690,45 @@ hnd_rd(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 	struct coap_driver *drv = coap_resource_get_userdata(r);
 	const uint8_t *data = NULL;
 	size_t len = 0;
-	const char *mode, *fw, *v, *sha;
-	char id[DG_TOPIC_ID_MAX + 1], buf[MAX_BODY + 1];
+	const char *why;
+	const char *fw;
+	const char *id;
+	dg_coap_reg reg;
 	struct cdev *dev;
-	json_t *o = NULL;
-	int64_t szx = DEFAULT_SZX;
 	dg_err err;
 	int code;
 
-	if (!query || query->length < 4 || query->length - 3 > DG_TOPIC_ID_MAX ||
-	    memcmp(query->s, "ep=", 3) != 0) {
-		set_text(resp, 400, "expected ?ep=<id>");
-		return;
-	}
-	memcpy(id, query->s + 3, query->length - 3);
-	id[query->length - 3] = '\0';
-	if (!dg_topic_id_valid(id)) {
-		set_text(resp, 400, "invalid id");
-		return;
-	}
 	coap_get_data(req, &len, &data);
-	if (len > MAX_BODY) {
-		set_text(resp, 413, NULL);
+	err = dg_coap_parse_rd(query ? (const char *)query->s : NULL, query ? query->length : 0,
+	    data, len, &reg, &why);
+	if (err != DG_OK) {
+		set_text(resp, err == DG_ERR_TOOBIG ? 413 : err == DG_ERR_NOMEM ? 500 : 400, why);
 		return;
 	}
-	if (len) {
-		memcpy(buf, data, len);
-		buf[len] = '\0';
-		if (!(o = dg_json_parse(buf, len, MAX_BODY, 4, &err, NULL, 0)) || !json_is_object(o)) {
-			json_decref(o);
-			set_text(resp, 400, "registration must be a JSON object");
-			return;
-		}
-	}
-	mode = o ? dg_json_get_str(o, "mode") : NULL;
-	fw = o ? dg_json_get_str(o, "firmware") : NULL;
-	v = o ? dg_json_get_str(o, "version") : NULL;
-	sha = o ? dg_json_get_str(o, "sha256") : NULL;
-	if (o && json_object_get(o, "szx") && (!dg_json_get_i64(o, "szx", &szx) || szx < 0 || szx > 6)) {
-		json_decref(o);
-		set_text(resp, 400, "szx must be 0-6");
-		return;
-	}
-	if ((mode && strcmp(mode, "pull") != 0 && strcmp(mode, "push") != 0) ||
-	    (mode && strcmp(mode, "push") == 0 && !fw) || (fw && strlen(fw) > 200) ||
-	    (v && strlen(v) >= sizeof(dev->version)) || (sha && strlen(sha) != 64)) {
-		json_decref(o);
-		set_text(resp, 400, "bad registration");
-		return;
-	}
+	id = reg.id;
+	fw = reg.firmware[0] ? reg.firmware : NULL;
 	if (!(dev = find_dev(drv, id, strlen(id)))) {
 		if (!drv->allow_unknown || coap_session_get_proto(s) == COAP_PROTO_DTLS) {
-			json_decref(o);
 			set_text(resp, 403, "unknown device");
 			return;
 		}
 		if (dg_driver_coap_add_device(&drv->base, id, NULL, 0, 0, DG_COAP_PULL, NULL) != DG_OK ||
 		    !(dev = find_dev(drv, id, strlen(id)))) {
-			json_decref(o);
 			set_text(resp, 500, NULL);
 			return;
 		}
 	}
 	if ((code = check_access(s, dev)) != 0) {
-		json_decref(o);
 		set_text(resp, code, code == 401 ? "DTLS required" : "identity mismatch");
 		return;
 	}
-	if (mode)
-		dev->mode = strcmp(mode, "push") == 0 ? DG_COAP_PUSH : DG_COAP_PULL;
-	dev->szx = (unsigned)szx;
-	if (v)
-		snprintf(dev->version, sizeof(dev->version), "%s", v);
-	if (sha)
-		snprintf(dev->sha256, sizeof(dev->sha256), "%s", sha);
+	if (reg.mode >= 0)
+		dev->mode = reg.mode ? DG_COAP_PUSH : DG_COAP_PULL;
+	dev->szx = reg.szx >= 0 ? (unsigned)reg.szx : DEFAULT_SZX;
+	if (reg.has_version)
+		snprintf(dev->version, sizeof(dev->version), "%s", reg.version);
+	if (reg.sha256[0])
+		snprintf(dev->sha256, sizeof(dev->sha256), "%s", reg.sha256);
 	if (fw) {
 		char url[300];
 
@@ -825,7 +740,6 @@ hnd_rd(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 
 			if (!ra || getnameinfo(&ra->addr.sa, ra->size, host, sizeof(host), serv, sizeof(serv),
 			    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-				json_decref(o);
 				set_text(resp, 500, NULL);
 				return;
 			}
@@ -835,7 +749,6 @@ hnd_rd(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 		free(dev->reg_address);
 		dev->reg_address = strdup(url);
 	}
-	json_decref(o);
 	if (!dev->registered) {
 		dev->registered = 1;
 		drv->nregistered++;
