@@ -164,8 +164,8 @@ report_text(const char *p, size_t len, dg_coap_report *out)
 		return DG_ERR_INVAL;
 	memcpy(out->job, p + 6, n);
 	out->job[n] = '\0';
-	if (strlen(out->job) != n || !printable(out->job))
-		return DG_ERR_INVAL;
+	if (strlen(out->job) != n || !printable(out->job) || !dg_json_utf8_valid(out->job, n))
+		return DG_ERR_INVAL; /* it must match a job id that came in JSON */
 	sp++;
 	rest = len - (size_t)(sp - p);
 	while (rest && sp[rest - 1] && strchr(" \t\r\n", sp[rest - 1]))

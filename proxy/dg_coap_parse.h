@@ -49,8 +49,9 @@ dg_err dg_coap_parse_rd(const char *query, size_t qlen, const uint8_t *body, siz
     dg_coap_reg *out, const char **why);
 
 /* Parse a report (body/len, not NUL-terminated). Fills *out.
- * DG_ERR_INVAL (neither form, or a job id or version empty, too long or
- * holding control characters), DG_ERR_TOOBIG (over DG_COAP_BODY_MAX),
+ * DG_ERR_INVAL (neither form, or a job id empty, too long, holding
+ * control characters or not UTF-8, or a version too long or holding
+ * control characters), DG_ERR_TOOBIG (over DG_COAP_BODY_MAX),
  * DG_ERR_NOMEM. */
 dg_err dg_coap_parse_report(const uint8_t *body, size_t len, dg_coap_report *out);
 

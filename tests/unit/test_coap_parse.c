@@ -159,6 +159,7 @@ test_report_rejects(void **state)
 	assert_int_equal(report("jobID:j1 success", &r), DG_ERR_INVAL);
 	assert_int_equal(report("jobID:j\x01 SUCCESS", &r), DG_ERR_INVAL);
 	assert_int_equal(report("jobid:j1 SUCCESS", &r), DG_ERR_INVAL);
+	assert_int_equal(report("jobID:j\xff\xfe SUCCESS", &r), DG_ERR_INVAL); /* not UTF-8 */
 	{
 		const char t[] = "jobID:a\0b SUCCESS";
 
