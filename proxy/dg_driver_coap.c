@@ -46,27 +46,30 @@
 #define RTO_MAX_MS 10000
 #define RTO_INIT_MS 1000
 
+/* One per known device: kept small (10,000 devices are a few MiB with
+ * libcoap's resource and session); strings are allocated only when set. */
 struct cdev {
 	struct cdev *hnext;
-	char id[DG_TOPIC_ID_MAX + 1];
-	unsigned char psk[MAX_PSK];
-	size_t psk_len;
-	int psk_required;
-	dg_coap_mode mode;
+	unsigned char *psk;      /* DTLS key (psk_len bytes), NULL: none */
 	char *address;           /* configured push target, or NULL */
 	char *reg_address;       /* push target from the registration */
-	unsigned szx;            /* block size exponent it asked for */
-	int registered;
-	char version[64];
-	char sha256[65];
+	char *version;           /* what it runs, NULL: unknown */
 	coap_resource_t *state;  /* "state/<id>" (observable) */
 	dg_delivery *d;          /* active delivery, or NULL */
-	char last_job[128];      /* last finished job and its outcome, so that a */
-	int last_ok;             /* retransmitted report is answered again */
+	char *last_job;          /* last finished job and its outcome, so that a */
 	/* RTT estimate (RFC 6298) in ms; 0: no sample yet */
 	double srtt, rttvar;
 	uint64_t last_block_at;  /* pull: when the last block was served */
 	uint32_t last_block_num;
+	uint8_t psk_len;
+	unsigned psk_required : 1;
+	unsigned registered : 1;
+	unsigned last_ok : 1;    /* retransmitted report is answered again */
+	unsigned has_sha : 1;
+	unsigned szx : 3;        /* block size exponent it asked for */
+	unsigned mode : 1;       /* dg_coap_mode */
+	unsigned char sha256[32]; /* of the image it runs, if has_sha */
+	char id[];
 };
 
 struct coap_driver {
@@ -122,6 +125,29 @@ hash_id(const char *s)
 	while (*s)
 		h = (h ^ (unsigned char)*s++) * 16777619u;
 	return h % NBUCKETS;
+}
+
+/* Replace *dst by a copy of s (NULL or "": none). -1 on ENOMEM (*dst kept). */
+static int
+set_str(char **dst, const char *s)
+{
+	char *n = NULL;
+
+	if (s && *s) {
+		if (*dst && strcmp(*dst, s) == 0)
+			return 0;
+		if (!(n = strdup(s)))
+			return -1;
+	}
+	free(*dst);
+	*dst = n;
+	return 0;
+}
+
+static void
+set_sha(struct cdev *dev, const char *hex)
+{
+	dev->has_sha = strlen(hex) == 64 && dg_util_hex_decode(hex, dev->sha256, 32) == DG_OK;
 }
 
 static struct cdev *
@@ -357,12 +383,13 @@ finish(dg_delivery *d, int ok, const char *version, uint32_t ext, const char *de
 	char v[64];
 
 	snprintf(v, sizeof(v), "%s", version ? version : "");
-	snprintf(dev->last_job, sizeof(dev->last_job), "%s", d->job);
+	if (set_str(&dev->last_job, d->job) != 0)
+		dg_log_warn("%s: coap: out of memory: job %s not remembered", dev->id, d->job);
 	dev->last_ok = ok;
-	if (ok && *v)
-		snprintf(dev->version, sizeof(dev->version), "%s", v);
+	if (ok && *v && set_str(&dev->version, v) != 0)
+		dg_log_warn("%s: coap: out of memory: version %s not remembered", dev->id, v);
 	if (ok)
-		snprintf(dev->sha256, sizeof(dev->sha256), "%s", d->sha256);
+		set_sha(dev, d->sha256);
 	dg_log_info("%s: coap: job %s %s%s%s", dev->id, d->job, ok ? "installed" : "failed",
 	    detail ? ": " : "", detail ? detail : "");
 	dev->d = NULL;
@@ -614,8 +641,8 @@ state_json(coap_session_t *s, struct cdev *dev, coap_pdu_t *resp)
 			json_object_set_new(o, "softwareURL", json_string(url));
 		}
 	} else {
-		json_object_set_new(o, "version", json_string(dev->version));
-		if (dev->last_job[0]) {
+		json_object_set_new(o, "version", json_string(dev->version ? dev->version : ""));
+		if (dev->last_job) {
 			json_object_set_new(o, "jobId", json_string(dev->last_job));
 			json_object_set_new(o, "status", json_string(dev->last_ok ? "SUCCEEDED" : "FAILED"));
 		}
@@ -669,7 +696,7 @@ hnd_state_report(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 	}
 	if (!d || strcmp(d->job, rep.job) != 0) {
 		/* a retransmitted report of the job that just finished */
-		if (strcmp(dev->last_job, rep.job) == 0 && dev->last_ok == rep.ok)
+		if (dev->last_job && strcmp(dev->last_job, rep.job) == 0 && dev->last_ok == (unsigned)rep.ok)
 			set_text(resp, 204, NULL);
 		else
 			set_text(resp, 409, "no such job in progress");
@@ -723,12 +750,14 @@ hnd_rd(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 		return;
 	}
 	if (reg.mode >= 0)
-		dev->mode = reg.mode ? DG_COAP_PUSH : DG_COAP_PULL;
+		dev->mode = reg.mode == 1;
 	dev->szx = reg.szx >= 0 ? (unsigned)reg.szx : DEFAULT_SZX;
-	if (reg.has_version)
-		snprintf(dev->version, sizeof(dev->version), "%s", reg.version);
+	if (reg.has_version && set_str(&dev->version, reg.version) != 0) {
+		set_text(resp, 500, NULL);
+		return;
+	}
 	if (reg.sha256[0])
-		snprintf(dev->sha256, sizeof(dev->sha256), "%s", reg.sha256);
+		set_sha(dev, reg.sha256);
 	if (fw) {
 		char url[300];
 
@@ -756,7 +785,7 @@ hnd_rd(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 	apply_rto(s, dev);
 	dg_log_info("%s: coap: registered (%s, %u-byte blocks%s%s)", dev->id,
 	    dev->mode == DG_COAP_PUSH ? "push" : "pull", 1u << (dev->szx + 4),
-	    dev->version[0] ? ", version " : "", dev->version);
+	    dev->version ? ", version " : "", dev->version ? dev->version : "");
 	coap_pdu_set_code(resp, COAP_RESPONSE_CODE_CREATED);
 	coap_add_option(resp, COAP_OPTION_LOCATION_PATH, 5, (const uint8_t *)"state");
 	coap_add_option(resp, COAP_OPTION_LOCATION_PATH, strlen(dev->id), (const uint8_t *)dev->id);
@@ -1064,7 +1093,11 @@ coap_free_driver(dg_driver *base)
 
 		for (d = drv->buckets[i]; d; d = next) {
 			next = d->hnext;
-			OPENSSL_cleanse(d->psk, sizeof(d->psk));
+			if (d->psk)
+				OPENSSL_cleanse(d->psk, d->psk_len);
+			free(d->psk);
+			free(d->version);
+			free(d->last_job);
 			free(d->address);
 			free(d->reg_address);
 			free(d);
@@ -1086,39 +1119,52 @@ dg_driver_coap_add_device(dg_driver *base, const char *id, const unsigned char *
 	struct coap_driver *drv = (struct coap_driver *)base;
 	struct cdev *dev;
 	char *addr = NULL;
+	unsigned char *key = NULL;
+	size_t idlen;
 	dg_err err;
 
 	if (!base || base->ops != &coap_ops || !dg_topic_id_valid(id) || psk_len > MAX_PSK)
 		return DG_ERR_INVAL;
-	if (address && !(addr = strdup(address)))
+	if ((address && !(addr = strdup(address))) || (psk_len && !(key = malloc(psk_len)))) {
+		free(addr);
 		return DG_ERR_NOMEM;
+	}
+	if (psk_len)
+		memcpy(key, psk, psk_len);
 	if (!(dev = find_dev(drv, id, strlen(id)))) {
 		unsigned h = hash_id(id);
 
-		if (!(dev = calloc(1, sizeof(*dev)))) {
-			free(addr);
-			return DG_ERR_NOMEM;
+		idlen = strlen(id);
+		if (!(dev = calloc(1, sizeof(*dev) + idlen + 1))) {
+			err = DG_ERR_NOMEM;
+			goto fail;
 		}
-		snprintf(dev->id, sizeof(dev->id), "%s", id);
+		memcpy(dev->id, id, idlen + 1);
 		dev->szx = DEFAULT_SZX;
 		if ((err = create_state_resource(drv, dev)) != DG_OK) {
-			free(addr);
 			free(dev);
-			return err;
+			goto fail;
 		}
 		dev->hnext = drv->buckets[h];
 		drv->buckets[h] = dev;
 		drv->ndevices++;
 	}
-	OPENSSL_cleanse(dev->psk, sizeof(dev->psk));
-	if (psk_len)
-		memcpy(dev->psk, psk, psk_len);
-	dev->psk_len = psk_len;
-	dev->psk_required = psk_len ? psk_required : 0;
-	dev->mode = mode;
+	if (dev->psk)
+		OPENSSL_cleanse(dev->psk, dev->psk_len);
+	free(dev->psk);
+	dev->psk = key;
+	dev->psk_len = (uint8_t)psk_len;
+	dev->psk_required = psk_len && psk_required;
+	dev->mode = mode == DG_COAP_PUSH;
 	free(dev->address);
 	dev->address = addr;
 	return DG_OK;
+fail:
+	if (key)
+		OPENSSL_cleanse(key, psk_len);
+	free(key);
+	free(addr);
+	return err;
 }
 
 void

@@ -131,7 +131,6 @@ struct drv_count {
 struct device {
 	struct device *next;
 	char *id;
-	char holder[DG_TOPIC_ID_MAX + 16]; /* "device:<id>;": no id is a prefix of another's */
 	dg_driver *driver;
 	char *address;
 	struct link *link;       /* shared medium, NULL: alone on it */
@@ -186,6 +185,16 @@ parse_sha(const char *s, unsigned char out[32])
 		return 1;
 	}
 	return 0;
+}
+
+/* The cache pin holder of the image dev runs: "device:<id>;" (no id is a
+ * prefix of another's). Made when needed, not kept per device. */
+#define HOLDER_MAX (DG_TOPIC_ID_MAX + 16)
+static const char *
+holder_of(const struct device *dev, char buf[HOLDER_MAX])
+{
+	snprintf(buf, HOLDER_MAX, "device:%s;", dev->id);
+	return buf;
 }
 
 static struct device *
@@ -874,13 +883,14 @@ job_finish(struct job *jb, int ok, uint32_t ext, const char *version)
 	if (ok) {
 		sqlite3_stmt *s;
 		unsigned char old[32];
+		char hb[HOLDER_MAX];
 
 		/* the device now runs the target: it is the next delta's
 		 * source, pinned for as long as the device runs it */
 		if (dev->image_hex[0] && parse_sha(dev->image_hex, old) && memcmp(old, jb->target, 32) != 0)
-			dg_cache_unpin(j->cache, j->provider, old, dev->holder);
+			dg_cache_unpin(j->cache, j->provider, old, holder_of(dev, hb));
 		if (!dev->image_hex[0] || strcmp(dev->image_hex, jb->target_hex) != 0)
-			dg_cache_pin(j->cache, j->provider, jb->target, dev->holder);
+			dg_cache_pin(j->cache, j->provider, jb->target, holder_of(dev, hb));
 		memcpy(dev->image_hex, jb->target_hex, 65);
 		free(dev->version);
 		dev->version = strdup(version ? version : (jb->version ? jb->version : ""));
@@ -1223,6 +1233,7 @@ dg_jobs_add_device(dg_jobs *j, const char *id, dg_driver *driver, const char *ad
 	unsigned char sha[32];
 	struct link *l = NULL;
 	struct drv_count *c = NULL;
+	char hb[HOLDER_MAX];
 
 	if ((link && *link && !(l = link_get(j, link))) || (driver && !(c = drv_count_get(j, driver))))
 		return DG_ERR_NOMEM;
@@ -1238,7 +1249,6 @@ dg_jobs_add_device(dg_jobs *j, const char *id, dg_driver *driver, const char *ad
 			free(d);
 			return DG_ERR_NOMEM;
 		}
-		snprintf(d->holder, sizeof(d->holder), "device:%s;", id);
 		d->next = j->devices;
 		j->devices = d;
 	}
@@ -1274,9 +1284,9 @@ dg_jobs_add_device(dg_jobs *j, const char *id, dg_driver *driver, const char *ad
 		d->version = strdup(version);
 	}
 	/* the image a device runs is the source of its next delta: keep it */
-	dg_cache_unpin_holder(j->cache, d->holder, NULL);
+	dg_cache_unpin_holder(j->cache, holder_of(d, hb), NULL);
 	if (d->image_hex[0] && parse_sha(d->image_hex, sha))
-		dg_cache_pin(j->cache, j->provider, sha, d->holder);
+		dg_cache_pin(j->cache, j->provider, sha, hb);
 	return DG_OK;
 }
 
