@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -45,6 +46,7 @@
 #define RTO_MIN_MS 20
 #define RTO_MAX_MS 10000
 #define RTO_INIT_MS 1000
+#define HOUSEKEEPING_MS 2
 
 /* One per known device: kept small (10,000 devices are a few MiB with
  * libcoap's resource and session); strings are allocated only when set. */
@@ -87,6 +89,18 @@ struct coap_driver {
 	coap_bin_const_t psk_out;  /* key returned to libcoap (it copies it) */
 	coap_session_t **dead;     /* push sessions to release outside handlers */
 	size_t ndead, dead_cap;
+	int housekeeping_soon;     /* the timer fires within HOUSEKEEPING_MS */
+	struct imgmap *maps;       /* images mapped for deliveries */
+};
+
+/* One read-only mapping of a cached image, shared by every delivery of it
+ * (1,000 deliveries of one image are one mapping, not 1,000). */
+struct imgmap {
+	struct imgmap *next;
+	char sha256[65];
+	uint64_t size;
+	unsigned char *map;
+	int refs;
 };
 
 struct dg_delivery {
@@ -99,6 +113,7 @@ struct dg_delivery {
 	char sha256[65];
 	uint64_t size;
 	unsigned char *map;      /* the image, mapped read-only (NULL if empty) */
+	struct imgmap *img;      /* the mapping map belongs to */
 	char mac[48];            /* base64url HMAC of the current token */
 	int64_t expiry;          /* of the current token, seconds since epoch */
 	uint64_t served_hi;      /* highest byte served or acknowledged */
@@ -183,6 +198,7 @@ run_io(struct coap_driver *drv)
 	struct timeval tv;
 	coap_tick_t now;
 
+	drv->housekeeping_soon = 0;
 	coap_io_process(drv->ctx, COAP_IO_NO_WAIT);
 	/* sessions finished inside libcoap's callbacks are released here */
 	while (drv->ndead)
@@ -197,9 +213,34 @@ run_io(struct coap_driver *drv)
 }
 
 static void
-on_io(evutil_socket_t fd, short what, void *arg)
+on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	run_io(arg);
+}
+
+/* Datagrams arrived: handle them at once, but leave libcoap's housekeeping
+ * (coap_io_prepare_epoll: retransmissions, notifications, idle sessions)
+ * to the timer, at most every HOUSEKEEPING_MS. It walks every session, so
+ * doing it per datagram made each request cost O(devices): with 1,000
+ * devices pulling at once the gateway fell behind and the devices'
+ * retransmissions piled up. */
+static void
+on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct coap_driver *drv = arg;
+	struct epoll_event evs[32];
+	int n = epoll_wait(fd, evs, (int)(sizeof(evs) / sizeof(evs[0])), 0);
+
+	if (n > 0)
+		coap_io_do_epoll(drv->ctx, evs, (size_t)n);
+	while (drv->ndead)
+		coap_session_release(drv->dead[--drv->ndead]);
+	if (!drv->housekeeping_soon) {
+		struct timeval tv = { 0, HOUSEKEEPING_MS * 1000 };
+
+		drv->housekeeping_soon = 1;
+		evtimer_add(drv->timer, &tv);
+	}
 }
 
 /* base64url without padding, of len bytes into out (>= 4*len/3+4). */
@@ -329,6 +370,65 @@ check_access(coap_session_t *s, const struct cdev *dev)
 
 /* ---- deliveries ------------------------------------------------------- */
 
+/* The mapping of the image at path (size bytes, SHA-256 sha): shared if
+ * mapped already. NULL with *err set when unreadable or of another size. */
+static struct imgmap *
+map_get(struct coap_driver *drv, const char *path, const char *sha, uint64_t size, dg_err *err)
+{
+	struct imgmap *m;
+	struct stat st;
+	int fd;
+
+	for (m = drv->maps; m; m = m->next) {
+		if (m->size == size && sha[0] && strcmp(m->sha256, sha) == 0) {
+			m->refs++;
+			return m;
+		}
+	}
+	if (!(m = calloc(1, sizeof(*m)))) {
+		*err = DG_ERR_NOMEM;
+		return NULL;
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0 || (uint64_t)st.st_size != size) {
+		*err = fd < 0 ? dg_err_from_errno(errno) : DG_ERR_INVAL;
+		goto fail;
+	}
+	if ((m->map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+		m->map = NULL;
+		*err = dg_err_from_errno(errno);
+		goto fail;
+	}
+	close(fd);
+	snprintf(m->sha256, sizeof(m->sha256), "%s", sha);
+	m->size = size;
+	m->refs = 1;
+	m->next = drv->maps;
+	drv->maps = m;
+	return m;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(m);
+	return NULL;
+}
+
+static void
+map_put(struct coap_driver *drv, struct imgmap *m)
+{
+	struct imgmap **pp;
+
+	if (!m || --m->refs > 0)
+		return;
+	for (pp = &drv->maps; *pp; pp = &(*pp)->next) {
+		if (*pp == m) {
+			*pp = m->next;
+			break;
+		}
+	}
+	munmap(m->map, m->size);
+	free(m);
+}
+
 static void
 free_delivery(dg_delivery *d)
 {
@@ -347,8 +447,7 @@ free_delivery(dg_delivery *d)
 		d->dev->d = NULL;
 	if (d->timer)
 		event_free(d->timer);
-	if (d->map)
-		munmap(d->map, d->size);
+	map_put(d->drv, d->img);
 	if (d->sess) {
 		struct coap_driver *drv = d->drv;
 
@@ -975,7 +1074,6 @@ coap_deliver(dg_driver *base, const dg_delivery_req *req, const dg_delivery_even
 	struct cdev *dev = find_dev(drv, req->device_id, strlen(req->device_id));
 	dg_delivery *d = NULL;
 	struct timeval tv;
-	int fd = -1;
 
 	if (!dev) {
 		dg_log_err("%s: coap: not a coap device", req->device_id);
@@ -999,23 +1097,12 @@ coap_deliver(dg_driver *base, const dg_delivery_req *req, const dg_delivery_even
 	d->size = req->image_size;
 	snprintf(d->sha256, sizeof(d->sha256), "%s", req->sha256_hex ? req->sha256_hex : "");
 	if (d->size > 0) {
-		struct stat st;
-
-		if ((fd = open(req->image_path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0 ||
-		    (uint64_t)st.st_size != d->size) {
+		if (!(d->img = map_get(drv, req->image_path, d->sha256, d->size, err))) {
 			dg_log_err("%s: coap: image %s unreadable or not %" PRIu64 " bytes", dev->id,
 			    req->image_path, d->size);
-			*err = fd < 0 ? dg_err_from_errno(errno) : DG_ERR_INVAL;
 			goto fail;
 		}
-		d->map = mmap(NULL, d->size, PROT_READ, MAP_SHARED, fd, 0);
-		if (d->map == MAP_FAILED) {
-			d->map = NULL;
-			*err = dg_err_from_errno(errno);
-			goto fail;
-		}
-		close(fd);
-		fd = -1;
+		d->map = d->img->map;
 	}
 	if (!(d->timer = evtimer_new(drv->evbase, on_delivery_timeout, d))) {
 		*err = DG_ERR_NOMEM;
@@ -1052,8 +1139,6 @@ coap_deliver(dg_driver *base, const dg_delivery_req *req, const dg_delivery_even
 	*err = DG_OK;
 	return d;
 fail:
-	if (fd >= 0)
-		close(fd);
 	free_delivery(d);
 	return NULL;
 }
@@ -1335,8 +1420,8 @@ dg_driver_coap_new(struct event_base *base, const dg_coap_opts *o, dg_err *err)
 		*err = DG_ERR_COAP_SETUP;
 		goto fail;
 	}
-	drv->io_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_io, drv);
-	drv->timer = evtimer_new(base, on_io, drv);
+	drv->io_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, drv);
+	drv->timer = evtimer_new(base, on_timer, drv);
 	if (!drv->io_ev || !drv->timer || event_add(drv->io_ev, NULL) != 0) {
 		*err = DG_ERR_NOMEM;
 		goto fail;
