@@ -160,6 +160,9 @@ struct dg_jobs {
 	int defer;               /* > 0: hold kick_deliveries (a batch is staged) */
 	uint64_t seq;            /* of the last command */
 	uint64_t serve_clock;    /* of the last slot given */
+	struct event *rollup_timer;
+	char **dirty;            /* job ids whose roll-up is due */
+	size_t ndirty, dirty_cap;
 };
 
 static void job_advance(struct job *jb);
@@ -258,9 +261,9 @@ publish_report(struct job *jb, json_t *reported, int coalesce)
 	json_decref(msg);
 }
 
-/* The roll-up of a job id on the gateway's own shadow. */
+/* The roll-up of a job id on the gateway's own shadow, now. */
 static void
-publish_rollup(dg_jobs *j, const char *job_id)
+rollup_now(dg_jobs *j, const char *job_id)
 {
 	sqlite3_stmt *s = dg_store_prepare(j->store,
 	    "SELECT stage, fallback_ext != 0, count(*) FROM job WHERE job_id = ? GROUP BY 1, 2");
@@ -296,6 +299,52 @@ publish_rollup(dg_jobs *j, const char *job_id)
 		dg_outbox_put(j->outbox, key, topic, text, 1);
 	free(text);
 	json_decref(msg);
+}
+
+static void
+on_rollup_timer(evutil_socket_t fd, short what, void *arg)
+{
+	dg_jobs *j = arg;
+
+	while (j->ndirty) {
+		char *id = j->dirty[--j->ndirty];
+
+		rollup_now(j, id);
+		free(id);
+	}
+}
+
+/* The roll-up of job_id changed: publish it within progress_interval_ms,
+ * once for all the changes meanwhile (1,000 devices on one job id moved
+ * the roll-up thousands of times, each a durable outbox write). */
+static void
+publish_rollup(dg_jobs *j, const char *job_id)
+{
+	size_t i;
+	char *id;
+
+	for (i = 0; i < j->ndirty; i++)
+		if (strcmp(j->dirty[i], job_id) == 0)
+			return;
+	if (j->ndirty == j->dirty_cap) {
+		size_t cap = j->dirty_cap ? j->dirty_cap * 2 : 8;
+		char **n = realloc(j->dirty, cap * sizeof(*n));
+
+		if (!n) {
+			rollup_now(j, job_id);
+			return;
+		}
+		j->dirty = n;
+		j->dirty_cap = cap;
+	}
+	if (!(id = strdup(job_id)) || !j->rollup_timer) {
+		free(id);
+		rollup_now(j, job_id);
+		return;
+	}
+	j->dirty[j->ndirty++] = id;
+	if (!evtimer_pending(j->rollup_timer, NULL))
+		dg_util_timer_arm(j->rollup_timer, j->o.progress_interval_ms);
 }
 
 static void
@@ -1137,9 +1186,10 @@ dg_jobs_new(struct event_base *base, dg_store *store, dg_cache *cache,
 		j->o.progress_interval_ms = 1000;
 	if (!j->o.max_image_size)
 		j->o.max_image_size = 256u << 20;
+	j->rollup_timer = evtimer_new(base, on_rollup_timer, j);
 	j->gateway_id = strdup(o->gateway_id ? o->gateway_id : "gateway");
 	j->provider = strdup(o->provider ? o->provider : "default");
-	if (!j->gateway_id || !j->provider) {
+	if (!j->gateway_id || !j->provider || !j->rollup_timer) {
 		dg_jobs_free(j);
 		*err = DG_ERR_NOMEM;
 		return NULL;
@@ -1166,6 +1216,11 @@ dg_jobs_free(dg_jobs *j)
 	}
 	while (j->arts)
 		art_free(j->arts);
+	/* roll-ups still due go out (into the outbox) now */
+	on_rollup_timer(-1, 0, j);
+	free(j->dirty);
+	if (j->rollup_timer)
+		event_free(j->rollup_timer);
 	while ((d = j->devices)) {
 		j->devices = d->next;
 		free(d->id);
