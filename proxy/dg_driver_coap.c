@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -40,6 +41,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "dg_coap_parse.h"
 #include "dg_driver.h"
 #include "dg_driver_coap.h"
 #include "dg_json.h"
@@ -49,7 +51,6 @@
 
 #define NBUCKETS 4096
 #define MAX_PSK 64
-#define MAX_BODY 2048          /* largest registration or report accepted */
 #define DEFAULT_SZX 6          /* 1024-byte blocks */
 #define RTO_MIN_MS 20          /* floor of the estimated RTO (RFC 6298 says 1 s
                                 for the Internet; CoAP links are measured) */
@@ -57,28 +58,32 @@
 #define RTO_INIT_MS 1000       /* before the first sample (RFC 6298 2.1) */
 #define ACK_TIMEOUT_MIN_MS 1000 /* libcoap's floor for CON (notifications) */
 #define DEFAULT_SPAN_S 45      /* RFC 7252 MAX_TRANSMIT_SPAN */
+#define HOUSEKEEPING_MS 2       /* libcoap session walk at most this often */
 
+/* One per known device: kept small (10,000 devices are a few MiB with
+ * libcoap's resource and session); strings are allocated only when set. */
 struct cdev {
 	struct cdev *hnext;
-	char id[DG_TOPIC_ID_MAX + 1];
-	unsigned char psk[MAX_PSK];
-	size_t psk_len;
-	int psk_required;
-	dg_coap_mode mode;
+	unsigned char *psk;      /* DTLS key (psk_len bytes), NULL: none */
 	char *address;           /* configured push target, or NULL */
 	char *reg_address;       /* push target from the registration */
-	unsigned szx;            /* block size exponent it asked for */
-	int registered;
-	char version[64];
-	char sha256[65];
+	char *version;           /* what it runs, NULL: unknown */
 	coap_resource_t *state;  /* "state/<id>" (observable) */
 	dg_delivery *d;          /* active delivery, or NULL */
-	char last_job[128];      /* last finished job and its outcome, so that a */
-	int last_ok;             /* retransmitted report is answered again */
+	char *last_job;          /* last finished job and its outcome, so that a */
 	/* RTT estimate (RFC 6298) in ms; 0: no sample yet */
 	double srtt, rttvar;
 	uint64_t last_block_at;  /* pull: when the last block was served */
 	uint32_t last_block_num;
+	uint8_t psk_len;
+	unsigned psk_required : 1;
+	unsigned registered : 1;
+	unsigned last_ok : 1;    /* retransmitted report is answered again */
+	unsigned has_sha : 1;
+	unsigned szx : 3;        /* block size exponent it asked for */
+	unsigned mode : 1;       /* dg_coap_mode */
+	unsigned char sha256[32]; /* of the image it runs, if has_sha */
+	char id[];
 };
 
 struct coap_driver {
@@ -96,6 +101,18 @@ struct coap_driver {
 	coap_bin_const_t psk_out;  /* key returned to libcoap (it copies it) */
 	coap_session_t **dead;     /* push sessions to release outside handlers */
 	size_t ndead, dead_cap;
+	int housekeeping_soon;     /* the timer fires within HOUSEKEEPING_MS */
+	struct imgmap *maps;       /* images mapped for deliveries */
+};
+
+/* One read-only mapping of a cached image, shared by every delivery of it
+ * (1,000 deliveries of one image are one mapping, not 1,000). */
+struct imgmap {
+	struct imgmap *next;
+	char sha256[65];
+	uint64_t size;
+	unsigned char *map;
+	int refs;
 };
 
 struct dg_delivery {
@@ -108,6 +125,7 @@ struct dg_delivery {
 	char sha256[65];
 	uint64_t size;
 	unsigned char *map;      /* the image, mapped read-only (NULL if empty) */
+	struct imgmap *img;      /* the mapping map belongs to */
 	char mac[48];            /* base64url HMAC of the current token */
 	int64_t expiry;          /* of the current token, seconds since epoch */
 	uint64_t served_hi;      /* highest byte served or acknowledged */
@@ -144,6 +162,29 @@ hash_id(const char *s)
 	return h % NBUCKETS;
 }
 
+/* Replace *dst by a copy of s (NULL or "": none). -1 on ENOMEM (*dst kept). */
+static int
+set_str(char **dst, const char *s)
+{
+	char *n = NULL;
+
+	if (s && *s) {
+		if (*dst && strcmp(*dst, s) == 0)
+			return 0;
+		if (!(n = strdup(s)))
+			return -1;
+	}
+	free(*dst);
+	*dst = n;
+	return 0;
+}
+
+static void
+set_sha(struct cdev *dev, const char *hex)
+{
+	dev->has_sha = strlen(hex) == 64 && dg_util_hex_decode(hex, dev->sha256, 32) == DG_OK;
+}
+
 static struct cdev *
 find_dev(struct coap_driver *drv, const char *id, size_t len)
 {
@@ -177,6 +218,7 @@ run_io(struct coap_driver *drv)
 	struct timeval tv;
 	coap_tick_t now;
 
+	drv->housekeeping_soon = 0;
 	coap_io_process(drv->ctx, COAP_IO_NO_WAIT);
 	/* sessions finished inside libcoap's callbacks are released here */
 	while (drv->ndead)
@@ -191,9 +233,34 @@ run_io(struct coap_driver *drv)
 }
 
 static void
-on_io(evutil_socket_t fd, short what, void *arg)
+on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	run_io(arg);
+}
+
+/* Datagrams arrived: handle them at once, but leave libcoap's housekeeping
+ * (coap_io_prepare_epoll: retransmissions, notifications, idle sessions)
+ * to the timer, at most every HOUSEKEEPING_MS. It walks every session, so
+ * doing it per datagram made each request cost O(devices): with 1,000
+ * devices pulling at once the gateway fell behind and the devices'
+ * retransmissions piled up. */
+static void
+on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct coap_driver *drv = arg;
+	struct epoll_event evs[32];
+	int n = epoll_wait(fd, evs, (int)(sizeof(evs) / sizeof(evs[0])), 0);
+
+	if (n > 0)
+		coap_io_do_epoll(drv->ctx, evs, (size_t)n);
+	while (drv->ndead)
+		coap_session_release(drv->dead[--drv->ndead]);
+	if (!drv->housekeeping_soon) {
+		struct timeval tv = { 0, HOUSEKEEPING_MS * 1000 };
+
+		drv->housekeeping_soon = 1;
+		evtimer_add(drv->timer, &tv);
+	}
 }
 
 /* base64url without padding, of len bytes into out (>= 4*len/3+4). */
@@ -328,6 +395,65 @@ check_access(coap_session_t *s, const struct cdev *dev)
 
 /* ---- deliveries ------------------------------------------------------- */
 
+/* The mapping of the image at path (size bytes, SHA-256 sha): shared if
+ * mapped already. NULL with *err set when unreadable or of another size. */
+static struct imgmap *
+map_get(struct coap_driver *drv, const char *path, const char *sha, uint64_t size, dg_err *err)
+{
+	struct imgmap *m;
+	struct stat st;
+	int fd;
+
+	for (m = drv->maps; m; m = m->next) {
+		if (m->size == size && sha[0] && strcmp(m->sha256, sha) == 0) {
+			m->refs++;
+			return m;
+		}
+	}
+	if (!(m = calloc(1, sizeof(*m)))) {
+		*err = DG_ERR_NOMEM;
+		return NULL;
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0 || (uint64_t)st.st_size != size) {
+		*err = fd < 0 ? dg_err_from_errno(errno) : DG_ERR_INVAL;
+		goto fail;
+	}
+	if ((m->map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+		m->map = NULL;
+		*err = dg_err_from_errno(errno);
+		goto fail;
+	}
+	close(fd);
+	snprintf(m->sha256, sizeof(m->sha256), "%s", sha);
+	m->size = size;
+	m->refs = 1;
+	m->next = drv->maps;
+	drv->maps = m;
+	return m;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(m);
+	return NULL;
+}
+
+static void
+map_put(struct coap_driver *drv, struct imgmap *m)
+{
+	struct imgmap **pp;
+
+	if (!m || --m->refs > 0)
+		return;
+	for (pp = &drv->maps; *pp; pp = &(*pp)->next) {
+		if (*pp == m) {
+			*pp = m->next;
+			break;
+		}
+	}
+	munmap(m->map, m->size);
+	free(m);
+}
+
 static void
 free_delivery(dg_delivery *d)
 {
@@ -348,8 +474,7 @@ free_delivery(dg_delivery *d)
 		event_free(d->timer);
 	if (d->rtx)
 		event_free(d->rtx);
-	if (d->map)
-		munmap(d->map, d->size);
+	map_put(d->drv, d->img);
 	if (d->sess) {
 		struct coap_driver *drv = d->drv;
 
@@ -384,12 +509,13 @@ finish(dg_delivery *d, int ok, const char *version, uint32_t ext, const char *de
 	char v[64];
 
 	snprintf(v, sizeof(v), "%s", version ? version : "");
-	snprintf(dev->last_job, sizeof(dev->last_job), "%s", d->job);
+	if (set_str(&dev->last_job, d->job) != 0)
+		dg_log_warn("%s: coap: out of memory: job %s not remembered", dev->id, d->job);
 	dev->last_ok = ok;
-	if (ok && *v)
-		snprintf(dev->version, sizeof(dev->version), "%s", v);
+	if (ok && *v && set_str(&dev->version, v) != 0)
+		dg_log_warn("%s: coap: out of memory: version %s not remembered", dev->id, v);
 	if (ok)
-		snprintf(dev->sha256, sizeof(dev->sha256), "%s", d->sha256);
+		set_sha(dev, d->sha256);
 	dg_log_info("%s: coap: job %s %s%s%s", dev->id, d->job, ok ? "installed" : "failed",
 	    detail ? ": " : "", detail ? detail : "");
 	dev->d = NULL;
@@ -812,8 +938,8 @@ state_json(coap_session_t *s, struct cdev *dev, coap_pdu_t *resp)
 			json_object_set_new(o, "softwareURL", json_string(url));
 		}
 	} else {
-		json_object_set_new(o, "version", json_string(dev->version));
-		if (dev->last_job[0]) {
+		json_object_set_new(o, "version", json_string(dev->version ? dev->version : ""));
+		if (dev->last_job) {
 			json_object_set_new(o, "jobId", json_string(dev->last_job));
 			json_object_set_new(o, "status", json_string(dev->last_ok ? "SUCCEEDED" : "FAILED"));
 		}
@@ -845,57 +971,6 @@ hnd_state_get(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 	state_json(s, dev, resp);
 }
 
-/* Parse a report: JSON {"jobId","status","version"} or "jobID:<id> SUCCESS".
- * Returns 0 and fills job/ok/version, or -1. */
-static int
-parse_report(const uint8_t *data, size_t len, char *job, size_t joblen, int *ok,
-    char *version, size_t vlen)
-{
-	char buf[MAX_BODY + 1];
-	const char *st, *j, *v;
-	json_t *o;
-	dg_err err;
-
-	version[0] = '\0';
-	if (len == 0 || len > MAX_BODY)
-		return -1;
-	memcpy(buf, data, len);
-	buf[len] = '\0';
-	if (strncmp(buf, "jobID:", 6) == 0) {
-		char *sp = strchr(buf + 6, ' ');
-		char *end;
-
-		if (!sp || (size_t)(sp - (buf + 6)) >= joblen || sp == buf + 6)
-			return -1;
-		*sp = '\0';
-		for (end = sp + 1 + strlen(sp + 1); end > sp + 1 && isspace((unsigned char)end[-1]);)
-			*--end = '\0';
-		if (strcmp(sp + 1, "SUCCESS") == 0)
-			*ok = 1;
-		else if (strcmp(sp + 1, "FAILURE") == 0)
-			*ok = 0;
-		else
-			return -1;
-		memcpy(job, buf + 6, (size_t)(sp - (buf + 6)) + 1);
-		return 0;
-	}
-	if (!(o = dg_json_parse(buf, len, MAX_BODY, 4, &err, NULL, 0)))
-		return -1;
-	j = dg_json_get_str(o, "jobId");
-	st = dg_json_get_str(o, "status");
-	v = dg_json_get_str(o, "version");
-	if (!j || !st || strlen(j) >= joblen || (strcmp(st, "SUCCEEDED") != 0 && strcmp(st, "FAILED") != 0)) {
-		json_decref(o);
-		return -1;
-	}
-	snprintf(job, joblen, "%s", j);
-	*ok = strcmp(st, "SUCCEEDED") == 0;
-	if (v)
-		snprintf(version, vlen, "%s", v);
-	json_decref(o);
-	return 0;
-}
-
 static void
 hnd_state_report(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
     const coap_string_t *query, coap_pdu_t *resp)
@@ -903,30 +978,31 @@ hnd_state_report(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 	struct cdev *dev = coap_resource_get_userdata(r);
 	const uint8_t *data = NULL;
 	size_t len = 0;
-	char job[128], version[64];
-	int ok = 0, code = check_access(s, dev);
+	dg_coap_report rep;
+	int code = check_access(s, dev);
 	dg_delivery *d = dev->d;
 
 	if (code) {
 		set_text(resp, code, code == 401 ? "DTLS required" : "identity mismatch");
 		return;
 	}
-	if (!coap_get_data(req, &len, &data) || parse_report(data, len, job, sizeof(job), &ok,
-	    version, sizeof(version)) != 0) {
-		set_text(resp, 400, "expected {\"jobId\",\"status\"} or jobID:<id> SUCCESS|FAILURE");
+	if (!coap_get_data(req, &len, &data) || dg_coap_parse_report(data, len, &rep) != DG_OK) {
+		set_text(resp, len > DG_COAP_BODY_MAX ? 413 : 400,
+		    "expected {\"jobId\",\"status\"} or jobID:<id> SUCCESS|FAILURE");
 		return;
 	}
-	if (!d || strcmp(d->job, job) != 0) {
+	if (!d || strcmp(d->job, rep.job) != 0) {
 		/* a retransmitted report of the job that just finished */
-		if (strcmp(dev->last_job, job) == 0 && dev->last_ok == ok)
+		if (dev->last_job && strcmp(dev->last_job, rep.job) == 0 && dev->last_ok == (unsigned)rep.ok)
 			set_text(resp, 204, NULL);
 		else
 			set_text(resp, 409, "no such job in progress");
 		return;
 	}
 	set_text(resp, 204, NULL);
-	finish(d, ok, ok ? (*version ? version : d->version) : version[0] ? version : NULL,
-	    ok ? 0 : DG_DRIVER_EXT_COAP_REPORTED_FAILURE, ok ? "device reported SUCCESS" : "device reported FAILURE");
+	finish(d, rep.ok, rep.ok ? (*rep.version ? rep.version : d->version) : rep.version[0] ? rep.version : NULL,
+	    rep.ok ? 0 : DG_DRIVER_EXT_COAP_REPORTED_FAILURE,
+	    rep.ok ? "device reported SUCCESS" : "device reported FAILURE");
 }
 
 static dg_err create_state_resource(struct coap_driver *drv, struct cdev *dev);
@@ -938,80 +1014,47 @@ hnd_rd(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 	struct coap_driver *drv = coap_resource_get_userdata(r);
 	const uint8_t *data = NULL;
 	size_t len = 0;
-	const char *mode, *fw, *v, *sha;
-	char id[DG_TOPIC_ID_MAX + 1], buf[MAX_BODY + 1];
+	const char *why;
+	const char *fw;
+	const char *id;
+	dg_coap_reg reg;
 	struct cdev *dev;
-	json_t *o = NULL;
-	int64_t szx = DEFAULT_SZX;
 	dg_err err;
 	int code;
 
-	if (!query || query->length < 4 || query->length - 3 > DG_TOPIC_ID_MAX ||
-	    memcmp(query->s, "ep=", 3) != 0) {
-		set_text(resp, 400, "expected ?ep=<id>");
-		return;
-	}
-	memcpy(id, query->s + 3, query->length - 3);
-	id[query->length - 3] = '\0';
-	if (!dg_topic_id_valid(id)) {
-		set_text(resp, 400, "invalid id");
-		return;
-	}
 	coap_get_data(req, &len, &data);
-	if (len > MAX_BODY) {
-		set_text(resp, 413, NULL);
+	err = dg_coap_parse_rd(query ? (const char *)query->s : NULL, query ? query->length : 0,
+	    data, len, &reg, &why);
+	if (err != DG_OK) {
+		set_text(resp, err == DG_ERR_TOOBIG ? 413 : err == DG_ERR_NOMEM ? 500 : 400, why);
 		return;
 	}
-	if (len) {
-		memcpy(buf, data, len);
-		buf[len] = '\0';
-		if (!(o = dg_json_parse(buf, len, MAX_BODY, 4, &err, NULL, 0)) || !json_is_object(o)) {
-			json_decref(o);
-			set_text(resp, 400, "registration must be a JSON object");
-			return;
-		}
-	}
-	mode = o ? dg_json_get_str(o, "mode") : NULL;
-	fw = o ? dg_json_get_str(o, "firmware") : NULL;
-	v = o ? dg_json_get_str(o, "version") : NULL;
-	sha = o ? dg_json_get_str(o, "sha256") : NULL;
-	if (o && json_object_get(o, "szx") && (!dg_json_get_i64(o, "szx", &szx) || szx < 0 || szx > 6)) {
-		json_decref(o);
-		set_text(resp, 400, "szx must be 0-6");
-		return;
-	}
-	if ((mode && strcmp(mode, "pull") != 0 && strcmp(mode, "push") != 0) ||
-	    (mode && strcmp(mode, "push") == 0 && !fw) || (fw && strlen(fw) > 200) ||
-	    (v && strlen(v) >= sizeof(dev->version)) || (sha && strlen(sha) != 64)) {
-		json_decref(o);
-		set_text(resp, 400, "bad registration");
-		return;
-	}
+	id = reg.id;
+	fw = reg.firmware[0] ? reg.firmware : NULL;
 	if (!(dev = find_dev(drv, id, strlen(id)))) {
 		if (!drv->allow_unknown || coap_session_get_proto(s) == COAP_PROTO_DTLS) {
-			json_decref(o);
 			set_text(resp, 403, "unknown device");
 			return;
 		}
 		if (dg_driver_coap_add_device(&drv->base, id, NULL, 0, 0, DG_COAP_PULL, NULL) != DG_OK ||
 		    !(dev = find_dev(drv, id, strlen(id)))) {
-			json_decref(o);
 			set_text(resp, 500, NULL);
 			return;
 		}
 	}
 	if ((code = check_access(s, dev)) != 0) {
-		json_decref(o);
 		set_text(resp, code, code == 401 ? "DTLS required" : "identity mismatch");
 		return;
 	}
-	if (mode)
-		dev->mode = strcmp(mode, "push") == 0 ? DG_COAP_PUSH : DG_COAP_PULL;
-	dev->szx = (unsigned)szx;
-	if (v)
-		snprintf(dev->version, sizeof(dev->version), "%s", v);
-	if (sha)
-		snprintf(dev->sha256, sizeof(dev->sha256), "%s", sha);
+	if (reg.mode >= 0)
+		dev->mode = reg.mode == 1;
+	dev->szx = reg.szx >= 0 ? (unsigned)reg.szx : DEFAULT_SZX;
+	if (reg.has_version && set_str(&dev->version, reg.version) != 0) {
+		set_text(resp, 500, NULL);
+		return;
+	}
+	if (reg.sha256[0])
+		set_sha(dev, reg.sha256);
 	if (fw) {
 		char url[300];
 
@@ -1023,7 +1066,6 @@ hnd_rd(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 
 			if (!ra || getnameinfo(&ra->addr.sa, ra->size, host, sizeof(host), serv, sizeof(serv),
 			    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-				json_decref(o);
 				set_text(resp, 500, NULL);
 				return;
 			}
@@ -1034,7 +1076,6 @@ hnd_rd(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 		free(dev->reg_address);
 		dev->reg_address = strdup(url);
 	}
-	json_decref(o);
 	if (!dev->registered) {
 		dev->registered = 1;
 		drv->nregistered++;
@@ -1042,7 +1083,7 @@ hnd_rd(coap_resource_t *r, coap_session_t *s, const coap_pdu_t *req,
 	apply_rto(s, dev);
 	dg_log_info("%s: coap: registered (%s, %u-byte blocks%s%s)", dev->id,
 	    dev->mode == DG_COAP_PUSH ? "push" : "pull", 1u << (dev->szx + 4),
-	    dev->version[0] ? ", version " : "", dev->version);
+	    dev->version ? ", version " : "", dev->version ? dev->version : "");
 	coap_pdu_set_code(resp, COAP_RESPONSE_CODE_CREATED);
 	coap_add_option(resp, COAP_OPTION_LOCATION_PATH, 5, (const uint8_t *)"state");
 	coap_add_option(resp, COAP_OPTION_LOCATION_PATH, strlen(dev->id), (const uint8_t *)dev->id);
@@ -1232,7 +1273,6 @@ coap_deliver(dg_driver *base, const dg_delivery_req *req, const dg_delivery_even
 	struct cdev *dev = find_dev(drv, req->device_id, strlen(req->device_id));
 	dg_delivery *d = NULL;
 	struct timeval tv;
-	int fd = -1;
 
 	if (!dev) {
 		dg_log_err("%s: coap: not a coap device", req->device_id);
@@ -1256,23 +1296,12 @@ coap_deliver(dg_driver *base, const dg_delivery_req *req, const dg_delivery_even
 	d->size = req->image_size;
 	snprintf(d->sha256, sizeof(d->sha256), "%s", req->sha256_hex ? req->sha256_hex : "");
 	if (d->size > 0) {
-		struct stat st;
-
-		if ((fd = open(req->image_path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0 ||
-		    (uint64_t)st.st_size != d->size) {
+		if (!(d->img = map_get(drv, req->image_path, d->sha256, d->size, err))) {
 			dg_log_err("%s: coap: image %s unreadable or not %" PRIu64 " bytes", dev->id,
 			    req->image_path, d->size);
-			*err = fd < 0 ? dg_err_from_errno(errno) : DG_ERR_INVAL;
 			goto fail;
 		}
-		d->map = mmap(NULL, d->size, PROT_READ, MAP_SHARED, fd, 0);
-		if (d->map == MAP_FAILED) {
-			d->map = NULL;
-			*err = dg_err_from_errno(errno);
-			goto fail;
-		}
-		close(fd);
-		fd = -1;
+		d->map = d->img->map;
 	}
 	if (!(d->timer = evtimer_new(drv->evbase, on_delivery_timeout, d))) {
 		*err = DG_ERR_NOMEM;
@@ -1309,8 +1338,6 @@ coap_deliver(dg_driver *base, const dg_delivery_req *req, const dg_delivery_even
 	*err = DG_OK;
 	return d;
 fail:
-	if (fd >= 0)
-		close(fd);
 	free_delivery(d);
 	return NULL;
 }
@@ -1350,7 +1377,11 @@ coap_free_driver(dg_driver *base)
 
 		for (d = drv->buckets[i]; d; d = next) {
 			next = d->hnext;
-			OPENSSL_cleanse(d->psk, sizeof(d->psk));
+			if (d->psk)
+				OPENSSL_cleanse(d->psk, d->psk_len);
+			free(d->psk);
+			free(d->version);
+			free(d->last_job);
 			free(d->address);
 			free(d->reg_address);
 			free(d);
@@ -1372,6 +1403,8 @@ dg_driver_coap_add_device(dg_driver *base, const char *id, const unsigned char *
 	struct coap_driver *drv = (struct coap_driver *)base;
 	struct cdev *dev;
 	char *addr = NULL;
+	unsigned char *key = NULL;
+	size_t idlen;
 	dg_err err;
 
 	if (!base || base->ops != &coap_ops || !dg_topic_id_valid(id) || psk_len > MAX_PSK)
@@ -1381,35 +1414,46 @@ dg_driver_coap_add_device(dg_driver *base, const char *id, const unsigned char *
 	    ((strncmp(address, "coaps://", 8) == 0 && psk_len == 0) ||
 	    (strncmp(address, "coap://", 7) == 0 && psk_len && psk_required)))
 		return DG_ERR_INVAL;
-	if (address && !(addr = strdup(address)))
+	if ((address && !(addr = strdup(address))) || (psk_len && !(key = malloc(psk_len)))) {
+		free(addr);
 		return DG_ERR_NOMEM;
+	}
+	if (psk_len)
+		memcpy(key, psk, psk_len);
 	if (!(dev = find_dev(drv, id, strlen(id)))) {
 		unsigned h = hash_id(id);
 
-		if (!(dev = calloc(1, sizeof(*dev)))) {
-			free(addr);
-			return DG_ERR_NOMEM;
+		idlen = strlen(id);
+		if (!(dev = calloc(1, sizeof(*dev) + idlen + 1))) {
+			err = DG_ERR_NOMEM;
+			goto fail;
 		}
-		snprintf(dev->id, sizeof(dev->id), "%s", id);
+		memcpy(dev->id, id, idlen + 1);
 		dev->szx = DEFAULT_SZX;
 		if ((err = create_state_resource(drv, dev)) != DG_OK) {
-			free(addr);
 			free(dev);
-			return err;
+			goto fail;
 		}
 		dev->hnext = drv->buckets[h];
 		drv->buckets[h] = dev;
 		drv->ndevices++;
 	}
-	OPENSSL_cleanse(dev->psk, sizeof(dev->psk));
-	if (psk_len)
-		memcpy(dev->psk, psk, psk_len);
-	dev->psk_len = psk_len;
-	dev->psk_required = psk_len ? psk_required : 0;
-	dev->mode = mode;
+	if (dev->psk)
+		OPENSSL_cleanse(dev->psk, dev->psk_len);
+	free(dev->psk);
+	dev->psk = key;
+	dev->psk_len = (uint8_t)psk_len;
+	dev->psk_required = psk_len && psk_required;
+	dev->mode = mode == DG_COAP_PUSH;
 	free(dev->address);
 	dev->address = addr;
 	return DG_OK;
+fail:
+	if (key)
+		OPENSSL_cleanse(key, psk_len);
+	free(key);
+	free(addr);
+	return err;
 }
 
 void
@@ -1582,8 +1626,8 @@ dg_driver_coap_new(struct event_base *base, const dg_coap_opts *o, dg_err *err)
 		*err = DG_ERR_COAP_SETUP;
 		goto fail;
 	}
-	drv->io_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_io, drv);
-	drv->timer = evtimer_new(base, on_io, drv);
+	drv->io_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, drv);
+	drv->timer = evtimer_new(base, on_timer, drv);
 	if (!drv->io_ev || !drv->timer || event_add(drv->io_ev, NULL) != 0) {
 		*err = DG_ERR_NOMEM;
 		goto fail;

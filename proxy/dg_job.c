@@ -109,16 +109,33 @@ struct job {
 	int last_percent;
 	uint32_t fallback_ext;
 	int via_delta;
-	struct event *retry;     /* waits for a delivery slot */
+	uint64_t seq;            /* arrival order of its command */
+};
+
+/* A medium shared by devices (link=): its deliveries in flight, and when
+ * it was last given a slot (fair scheduling). */
+struct link {
+	struct link *next;
+	int delivering;
+	uint64_t served;
+	char name[];
+};
+
+/* Deliveries in flight through one driver. */
+struct drv_count {
+	struct drv_count *next;
+	dg_driver *driver;
+	int delivering;
 };
 
 struct device {
 	struct device *next;
 	char *id;
-	char holder[DG_TOPIC_ID_MAX + 16]; /* "device:<id>;": no id is a prefix of another's */
 	dg_driver *driver;
 	char *address;
-	char *link;              /* shared medium, NULL: alone on it */
+	struct link *link;       /* shared medium, NULL: alone on it */
+	struct drv_count *drvc;  /* of driver, NULL if none */
+	uint64_t served;         /* alone on its link: when last given a slot */
 	char image_hex[65];      /* what it runs, "" if unknown */
 	char *version;
 	struct job *job;         /* the active job, if any */
@@ -136,13 +153,22 @@ struct dg_jobs {
 	struct device *devices;
 	struct job *jobs;
 	struct artifact *arts;
+	struct link *links;
+	struct drv_count *drvcs;
 	int rebuilding, delivering;
 	int kicking;             /* kick_deliveries is running */
+	int defer;               /* > 0: hold kick_deliveries (a batch is staged) */
+	uint64_t seq;            /* of the last command */
+	uint64_t serve_clock;    /* of the last slot given */
+	struct event *rollup_timer;
+	char **dirty;            /* job ids whose roll-up is due */
+	size_t ndirty, dirty_cap;
 };
 
 static void job_advance(struct job *jb);
 static void art_start(struct artifact *a);
 static void job_finish(struct job *jb, int ok, uint32_t ext, const char *version);
+static void kick_deliveries(dg_jobs *j);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -162,6 +188,16 @@ parse_sha(const char *s, unsigned char out[32])
 		return 1;
 	}
 	return 0;
+}
+
+/* The cache pin holder of the image dev runs: "device:<id>;" (no id is a
+ * prefix of another's). Made when needed, not kept per device. */
+#define HOLDER_MAX (DG_TOPIC_ID_MAX + 16)
+static const char *
+holder_of(const struct device *dev, char buf[HOLDER_MAX])
+{
+	snprintf(buf, HOLDER_MAX, "device:%s;", dev->id);
+	return buf;
 }
 
 static struct device *
@@ -225,9 +261,9 @@ publish_report(struct job *jb, json_t *reported, int coalesce)
 	json_decref(msg);
 }
 
-/* The roll-up of a job id on the gateway's own shadow. */
+/* The roll-up of a job id on the gateway's own shadow, now. */
 static void
-publish_rollup(dg_jobs *j, const char *job_id)
+rollup_now(dg_jobs *j, const char *job_id)
 {
 	sqlite3_stmt *s = dg_store_prepare(j->store,
 	    "SELECT stage, fallback_ext != 0, count(*) FROM job WHERE job_id = ? GROUP BY 1, 2");
@@ -263,6 +299,52 @@ publish_rollup(dg_jobs *j, const char *job_id)
 		dg_outbox_put(j->outbox, key, topic, text, 1);
 	free(text);
 	json_decref(msg);
+}
+
+static void
+on_rollup_timer(evutil_socket_t fd, short what, void *arg)
+{
+	dg_jobs *j = arg;
+
+	while (j->ndirty) {
+		char *id = j->dirty[--j->ndirty];
+
+		rollup_now(j, id);
+		free(id);
+	}
+}
+
+/* The roll-up of job_id changed: publish it within progress_interval_ms,
+ * once for all the changes meanwhile (1,000 devices on one job id moved
+ * the roll-up thousands of times, each a durable outbox write). */
+static void
+publish_rollup(dg_jobs *j, const char *job_id)
+{
+	size_t i;
+	char *id;
+
+	for (i = 0; i < j->ndirty; i++)
+		if (strcmp(j->dirty[i], job_id) == 0)
+			return;
+	if (j->ndirty == j->dirty_cap) {
+		size_t cap = j->dirty_cap ? j->dirty_cap * 2 : 8;
+		char **n = realloc(j->dirty, cap * sizeof(*n));
+
+		if (!n) {
+			rollup_now(j, job_id);
+			return;
+		}
+		j->dirty = n;
+		j->dirty_cap = cap;
+	}
+	if (!(id = strdup(job_id)) || !j->rollup_timer) {
+		free(id);
+		rollup_now(j, job_id);
+		return;
+	}
+	j->dirty[j->ndirty++] = id;
+	if (!evtimer_pending(j->rollup_timer, NULL))
+		dg_util_timer_arm(j->rollup_timer, j->o.progress_interval_ms);
 }
 
 static void
@@ -356,6 +438,8 @@ art_settle(struct artifact *a)
 		jb->fallback_ext = a->fallback_ext;
 	}
 	art_free(a);
+	/* stage them all, then let the scheduler choose who starts first */
+	j->defer++;
 	for (;;) {
 		for (jb = j->jobs; jb && !jb->settle; jb = jb->next)
 			;
@@ -369,6 +453,8 @@ art_settle(struct artifact *a)
 			job_finish(jb, 0, fail_ext, NULL);
 		}
 	}
+	j->defer--;
+	kick_deliveries(j);
 }
 
 static void
@@ -727,8 +813,6 @@ job_unlink_free(struct job *jb)
 	}
 	if (jb->dev && jb->dev->job == jb)
 		jb->dev->job = NULL;
-	if (jb->retry)
-		event_free(jb->retry);
 	json_decref(jb->related);
 	free(jb->job_id);
 	free(jb->command);
@@ -743,49 +827,90 @@ static int
 can_deliver(struct job *jb)
 {
 	dg_jobs *j = jb->j;
-	struct job *o;
-	int per_driver = 0, per_link = 0;
 
 	if (j->delivering >= j->o.max_deliveries)
 		return 0;
-	for (o = j->jobs; o; o = o->next) {
-		if (!o->delivering)
-			continue;
-		if (o->dev->driver == jb->dev->driver)
-			per_driver++;
-		if (jb->dev->link && o->dev->link && strcmp(o->dev->link, jb->dev->link) == 0)
-			per_link++;
-	}
-	if (j->o.max_per_driver > 0 && per_driver >= j->o.max_per_driver)
+	if (j->o.max_per_driver > 0 && jb->dev->drvc && jb->dev->drvc->delivering >= j->o.max_per_driver)
 		return 0;
-	if (jb->dev->link && per_link >= j->o.max_per_link)
+	if (jb->dev->link && jb->dev->link->delivering >= j->o.max_per_link)
 		return 0;
 	return 1;
 }
 
-/* Start staged jobs while delivery slots are free. Each advance may free
- * jobs, so the list is searched again from its head every time; every
- * advance moves its job out of the staged stage, so this ends. */
+/* Count a delivery of dev in (by +1) or out (-1) of its driver and link. */
+static void
+slot_count(struct device *dev, int by)
+{
+	if (dev->drvc)
+		dev->drvc->delivering += by;
+	if (dev->link)
+		dev->link->delivering += by;
+}
+
+static void
+slot_take(struct job *jb)
+{
+	jb->delivering = 1;
+	jb->j->delivering++;
+	slot_count(jb->dev, 1);
+}
+
+static void
+slot_release(struct job *jb)
+{
+	dg_jobs *j = jb->j;
+
+	if (!jb->delivering)
+		return;
+	jb->delivering = 0;
+	j->delivering--;
+	slot_count(jb->dev, -1);
+	dg_cache_unpin(j->cache, j->provider, jb->target, "deliver");
+}
+
+/* When jb's link (or jb's device, alone on its link) was last served. */
+static uint64_t *
+served_of(struct job *jb)
+{
+	return jb->dev->link ? &jb->dev->link->served : &jb->dev->served;
+}
+
+/* Should a start before b? The link served least recently goes first
+ * (round-robin across links, so a link with hundreds of devices waiting
+ * does not starve one with a few); within a link, arrival order. */
+static int
+goes_before(struct job *a, struct job *b)
+{
+	uint64_t sa = *served_of(a), sb = *served_of(b);
+
+	if (sa != sb)
+		return sa < sb;
+	return a->seq < b->seq;
+}
+
+/* Start staged jobs while delivery slots are free, fairly (goes_before).
+ * Each advance may free jobs, so the list is searched again from its head
+ * every time; every advance moves its job out of the staged stage, so
+ * this ends. */
 static void
 kick_deliveries(dg_jobs *j)
 {
 	struct job *jb;
 
-	if (j->kicking)
+	if (j->kicking || j->defer)
 		return;
 	j->kicking = 1;
 	while (j->delivering < j->o.max_deliveries) {
-		/* the staged job that waited longest (the list is newest first)
-		 * and has a slot on its driver and link */
 		struct job *pick = NULL;
 
 		for (jb = j->jobs; jb; jb = jb->next)
-			if (jb->stage == ST_STAGED && !jb->delivering && !jb->settle && can_deliver(jb))
+			if (jb->stage == ST_STAGED && !jb->delivering && !jb->settle && can_deliver(jb) &&
+			    (!pick || goes_before(jb, pick)))
 				pick = jb;
-		jb = pick;
-		if (!jb)
+		if (!pick)
 			break;
-		job_advance(jb);
+		*served_of(pick) = ++j->serve_clock;
+		job_advance(pick);
 	}
 	j->kicking = 0;
 }
@@ -801,23 +926,20 @@ job_finish(struct job *jb, int ok, uint32_t ext, const char *version)
 	int rc = ok ? (jb->fallback_ext ? 2 : 1) : 0;
 	uint32_t xc = ok ? jb->fallback_ext : ext;
 
-	if (jb->delivering) {
-		jb->delivering = 0;
-		j->delivering--;
-		dg_cache_unpin(j->cache, j->provider, jb->target, "deliver");
-	}
+	slot_release(jb);
 	jb->stage = ok ? ST_SUCCEEDED : ST_FAILED;
 	persist(jb, rc, xc);
 	if (ok) {
 		sqlite3_stmt *s;
 		unsigned char old[32];
+		char hb[HOLDER_MAX];
 
 		/* the device now runs the target: it is the next delta's
 		 * source, pinned for as long as the device runs it */
 		if (dev->image_hex[0] && parse_sha(dev->image_hex, old) && memcmp(old, jb->target, 32) != 0)
-			dg_cache_unpin(j->cache, j->provider, old, dev->holder);
+			dg_cache_unpin(j->cache, j->provider, old, holder_of(dev, hb));
 		if (!dev->image_hex[0] || strcmp(dev->image_hex, jb->target_hex) != 0)
-			dg_cache_pin(j->cache, j->provider, jb->target, dev->holder);
+			dg_cache_pin(j->cache, j->provider, jb->target, holder_of(dev, hb));
 		memcpy(dev->image_hex, jb->target_hex, 65);
 		free(dev->version);
 		dev->version = strdup(version ? version : (jb->version ? jb->version : ""));
@@ -892,6 +1014,11 @@ job_deliver(struct job *jb)
 		job_finish(jb, 0, DG_EXT_JOB_NO_DRIVER, NULL);
 		return;
 	}
+	if (!j->kicking) {
+		/* the scheduler decides who goes first (it may be jb) */
+		kick_deliveries(j);
+		return;
+	}
 	if (!can_deliver(jb))
 		return; /* staged: kick_deliveries starts it when a slot frees */
 	if (dg_cache_pin(j->cache, j->provider, jb->target, "deliver") != DG_OK ||
@@ -901,8 +1028,7 @@ job_deliver(struct job *jb)
 		job_advance(jb);
 		return;
 	}
-	jb->delivering = 1;
-	j->delivering++;
+	slot_take(jb);
 	set_stage(jb, ST_TRANSFERRING);
 	req.device_id = jb->dev->id;
 	req.address = jb->dev->address;
@@ -1005,7 +1131,7 @@ job_new(dg_jobs *j, struct device *dev, const char *job_id, const json_t *desire
 	jb->command = dg_json_dumps(desired);
 	jb->related = json_incref(json_object_get(desired, "relatedFiles"));
 	jb->last_percent = -1;
-	jb->retry = NULL;
+	jb->seq = ++j->seq;
 	if (!url || !*url)
 		*why = "softwareURL missing";
 	else if (!sha || strlen(sha) != 64 || !parse_sha(sha, jb->target))
@@ -1060,9 +1186,10 @@ dg_jobs_new(struct event_base *base, dg_store *store, dg_cache *cache,
 		j->o.progress_interval_ms = 1000;
 	if (!j->o.max_image_size)
 		j->o.max_image_size = 256u << 20;
+	j->rollup_timer = evtimer_new(base, on_rollup_timer, j);
 	j->gateway_id = strdup(o->gateway_id ? o->gateway_id : "gateway");
 	j->provider = strdup(o->provider ? o->provider : "default");
-	if (!j->gateway_id || !j->provider) {
+	if (!j->gateway_id || !j->provider || !j->rollup_timer) {
 		dg_jobs_free(j);
 		*err = DG_ERR_NOMEM;
 		return NULL;
@@ -1089,17 +1216,67 @@ dg_jobs_free(dg_jobs *j)
 	}
 	while (j->arts)
 		art_free(j->arts);
+	/* roll-ups still due go out (into the outbox) now */
+	on_rollup_timer(-1, 0, j);
+	free(j->dirty);
+	if (j->rollup_timer)
+		event_free(j->rollup_timer);
 	while ((d = j->devices)) {
 		j->devices = d->next;
 		free(d->id);
 		free(d->address);
-		free(d->link);
 		free(d->version);
 		free(d);
+	}
+	while (j->links) {
+		struct link *l = j->links;
+
+		j->links = l->next;
+		free(l);
+	}
+	while (j->drvcs) {
+		struct drv_count *c = j->drvcs;
+
+		j->drvcs = c->next;
+		free(c);
 	}
 	free(j->gateway_id);
 	free(j->provider);
 	free(j);
+}
+
+/* The link named name, shared by every device on it (made on first use). */
+static struct link *
+link_get(dg_jobs *j, const char *name)
+{
+	struct link *l;
+	size_t n = strlen(name);
+
+	for (l = j->links; l; l = l->next)
+		if (strcmp(l->name, name) == 0)
+			return l;
+	if (!(l = calloc(1, sizeof(*l) + n + 1)))
+		return NULL;
+	memcpy(l->name, name, n + 1);
+	l->next = j->links;
+	j->links = l;
+	return l;
+}
+
+static struct drv_count *
+drv_count_get(dg_jobs *j, dg_driver *driver)
+{
+	struct drv_count *c;
+
+	for (c = j->drvcs; c; c = c->next)
+		if (c->driver == driver)
+			return c;
+	if (!(c = calloc(1, sizeof(*c))))
+		return NULL;
+	c->driver = driver;
+	c->next = j->drvcs;
+	j->drvcs = c;
+	return c;
 }
 
 dg_err
@@ -1109,21 +1286,32 @@ dg_jobs_add_device(dg_jobs *j, const char *id, dg_driver *driver, const char *ad
 	struct device *d = find_device(j, id);
 	sqlite3_stmt *s;
 	unsigned char sha[32];
+	struct link *l = NULL;
+	struct drv_count *c = NULL;
+	char hb[HOLDER_MAX];
 
+	if ((link && *link && !(l = link_get(j, link))) || (driver && !(c = drv_count_get(j, driver))))
+		return DG_ERR_NOMEM;
+	if (d && d->job && d->job->delivering && (d->link != l || d->drvc != c)) {
+		/* a reload moves it: its slot moves with it */
+		slot_count(d, -1);
+		d->link = l;
+		d->drvc = c;
+		slot_count(d, 1);
+	}
 	if (!d) {
 		if (!(d = calloc(1, sizeof(*d))) || !(d->id = strdup(id))) {
 			free(d);
 			return DG_ERR_NOMEM;
 		}
-		snprintf(d->holder, sizeof(d->holder), "device:%s;", id);
 		d->next = j->devices;
 		j->devices = d;
 	}
 	d->driver = driver;
 	free(d->address);
 	d->address = address ? strdup(address) : NULL;
-	free(d->link);
-	d->link = link && *link ? strdup(link) : NULL;
+	d->link = l;
+	d->drvc = c;
 	/* what we recorded last wins over the configuration's initial view */
 	s = dg_store_prepare(j->store, "SELECT image_sha256, version FROM device WHERE id = ?");
 	if (s) {
@@ -1151,9 +1339,9 @@ dg_jobs_add_device(dg_jobs *j, const char *id, dg_driver *driver, const char *ad
 		d->version = strdup(version);
 	}
 	/* the image a device runs is the source of its next delta: keep it */
-	dg_cache_unpin_holder(j->cache, d->holder, NULL);
+	dg_cache_unpin_holder(j->cache, holder_of(d, hb), NULL);
 	if (d->image_hex[0] && parse_sha(d->image_hex, sha))
-		dg_cache_pin(j->cache, j->provider, sha, d->holder);
+		dg_cache_pin(j->cache, j->provider, sha, hb);
 	return DG_OK;
 }
 
@@ -1189,11 +1377,7 @@ supersede(struct job *old)
 		old->dev->driver->ops->cancel(old->delivery);
 		old->delivery = NULL;
 	}
-	if (old->delivering) {
-		old->delivering = 0;
-		j->delivering--;
-		dg_cache_unpin(j->cache, j->provider, old->target, "deliver");
-	}
+	slot_release(old);
 	/* an artifact it waited on goes on for the others (or alone: it is
 	 * still a useful image to have) */
 	old->art = NULL;
@@ -1330,12 +1514,15 @@ dg_jobs_resume(dg_jobs *j)
 		jb->next = j->jobs;
 		j->jobs = jb;
 	}
+	j->defer++;
 	for (jb = j->jobs; jb; ) {
 		struct job *next = jb->next;
 
 		job_advance(jb);
 		jb = next;
 	}
+	j->defer--;
+	kick_deliveries(j);
 }
 
 void

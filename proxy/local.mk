@@ -14,7 +14,8 @@ proxy_libdgproxy_la_SOURCES += \
 	proxy/dg_job.c proxy/dg_job.h \
 	proxy/dg_driver.h proxy/dg_driver_exec.c
 # --- coap driver (issue 5)
-proxy_libdgproxy_la_SOURCES += proxy/dg_driver_coap.c proxy/dg_driver_coap.h
+proxy_libdgproxy_la_SOURCES += proxy/dg_driver_coap.c proxy/dg_driver_coap.h \
+	proxy/dg_coap_parse.c proxy/dg_coap_parse.h
 proxy_libdgproxy_la_CFLAGS += $(COAP_CFLAGS)
 proxy_libdgproxy_la_LIBADD += $(COAP_LIBS)
 proxy_libdgproxy_la_LIBADD += cache/libdgcache.la

@@ -6,6 +6,7 @@
 #                             reports progress; a device whose address is
 #                             "fail" fails its install (exit 3); address
 #                             "slow" takes FLASH_SLOW seconds (default 3);
+#                             "hold" waits while $T_DIR/dev/hold exists;
 #                             $T_DIR/dev/ID.delay adds that many seconds
 #   t_gw_start [OPTIONS]      start deltagated with $T_DIR/gw.conf; GW_PID
 #   t_gw_cache_import FILE    put FILE in the gateway's cache (provider default)
@@ -29,6 +30,10 @@ out="$DG_TEST_DIR/dev/$DG_DEVICE.bin"
 echo "progress 0 $DG_IMAGE_SIZE"
 echo "start $DG_DEVICE $(date +%s%N)" >> "$DG_TEST_DIR/dev/flash.log"
 [ "$DG_ADDRESS" = slow ] && sleep "${FLASH_SLOW:-3}"
+# address "hold": wait (at most 120 s) while $DG_TEST_DIR/dev/hold exists
+if [ "$DG_ADDRESS" = hold ]; then
+	n=0; while [ -f "$DG_TEST_DIR/dev/hold" ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done
+fi
 # a per-device delay the test can change while the gateway runs
 [ -f "$DG_TEST_DIR/dev/$DG_DEVICE.delay" ] && sleep "$(cat "$DG_TEST_DIR/dev/$DG_DEVICE.delay")"
 cp "$DG_IMAGE" "$out.tmp"

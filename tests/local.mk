@@ -52,6 +52,12 @@ UNIT_TESTS += \
 tests_unit_test_fetch_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_fetch_LDADD = proxy/libdgproxy.la $(UNITLDADD)
 
+# --- coap driver parsers (issue 5)
+UNIT_TESTS += tests/unit/test_coap_parse
+tests_unit_test_coap_parse_SOURCES = tests/unit/test_coap_parse.c proxy/dg_coap_parse.c
+tests_unit_test_coap_parse_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_coap_parse_LDADD = $(UNITLDADD)
+
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 tests_unit_test_err_CFLAGS = $(UNITCFLAGS)
@@ -96,7 +102,8 @@ INTEGRATION_TESTS += \
 	tests/integration/51-gateway-config.sh \
 	tests/integration/52-gateway-broker-outage.sh \
 	tests/integration/53-gateway-kill9.sh \
-	tests/integration/54-gateway-limits.sh
+	tests/integration/54-gateway-limits.sh \
+	tests/integration/55-gateway-fair.sh
 EXTRA_DIST += tests/lib-gateway.sh
 # --- integration: fetch (issue 4)
 INTEGRATION_TESTS += tests/integration/20-fetch-https.sh
@@ -175,6 +182,17 @@ tests_fuzz_gzip_fuzz_SOURCES = tests/fuzz/gzip_fuzz.c
 tests_fuzz_gzip_fuzz_CFLAGS = $(FUZZCFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_gzip_fuzz_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_gzip_fuzz_LDADD = $(FUZZLDADD)
+
+# --- fuzz: coap driver parsers (issue 5)
+FUZZ_REPLAYS += tests/fuzz/coap_replay
+tests_fuzz_coap_replay_SOURCES = tests/fuzz/coap_fuzz.c tests/fuzz/replay.c proxy/dg_coap_parse.c
+tests_fuzz_coap_replay_CFLAGS = $(FUZZCFLAGS) -DFUZZ_NAME='"coap"'
+tests_fuzz_coap_replay_LDADD = $(FUZZLDADD)
+FUZZ_ENGINES += tests/fuzz/coap_fuzz
+tests_fuzz_coap_fuzz_SOURCES = tests/fuzz/coap_fuzz.c proxy/dg_coap_parse.c
+tests_fuzz_coap_fuzz_CFLAGS = $(FUZZCFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_coap_fuzz_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_coap_fuzz_LDADD = $(FUZZLDADD)
 
 check_PROGRAMS += $(FUZZ_REPLAYS)
 TESTS += $(FUZZ_REPLAYS)

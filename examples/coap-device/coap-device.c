@@ -99,7 +99,8 @@ static struct {
 	int timeout_s;
 	const char *version;
 	int verbose;
-} opt = { NULL, 1, "dev", "devices", 0, NULL, NULL, 0, 5700, NULL, 0, 6, 0, 120, "0", 0 };
+	int poll_ms;             /* idle: look at the state this often */
+} opt = { NULL, 1, "dev", "devices", 0, NULL, NULL, 0, 5700, NULL, 0, 6, 0, 120, "0", 0, 1000 };
 
 static struct dev *devs;
 static coap_context_t *ctx;
@@ -519,7 +520,7 @@ on_response(coap_session_t *s, const coap_pdu_t *sent, const coap_pdu_t *r, cons
 			d->observing = 1;
 			on_state(d, data, len);
 		}
-		d->next_poll = now_ms() + 1000;
+		d->next_poll = now_ms() + (uint64_t)opt.poll_ms;
 		break;
 	case K_BLOCK:
 		if (code == COAP_RESPONSE_CODE_CONTENT) {
@@ -538,7 +539,7 @@ on_response(coap_session_t *s, const coap_pdu_t *sent, const coap_pdu_t *r, cons
 		snprintf(d->done_job, sizeof(d->done_job), "%s", d->job);
 		d->finished_ms = now_ms();
 		d->phase = P_DONE;
-		d->next_poll = now_ms() + 1000;
+		d->next_poll = now_ms() + (uint64_t)opt.poll_ms;
 		break;
 	case K_NONE:
 		break;
@@ -650,7 +651,8 @@ usage(void)
 {
 	fprintf(stderr, "usage: coap-device --gateway coap://HOST:PORT [--count N] [--id-prefix P] [--dir DIR]\n"
 	    "  [--loss P] [--psk KEY] [--push] [--push-port BASE] [--push-psk KEY] [--fail-install ID]\n"
-	    "  [--crash-after-blocks K] [--szx 0-6] [--version V] [--once] [--timeout S]\n");
+	    "  [--crash-after-blocks K] [--szx 0-6] [--version V] [--once] [--timeout S]\n"
+	    "  [--poll S] (idle: GET the state every S seconds besides observing it; 1)\n");
 }
 
 int
@@ -662,6 +664,7 @@ main(int argc, char **argv)
 		{ "push-port", 1, 0, 'B' }, { "push-psk", 1, 0, 'K' }, { "fail-install", 1, 0, 'f' },
 		{ "crash-after-blocks", 1, 0, 'c' }, { "szx", 1, 0, 's' }, { "once", 0, 0, 'o' },
 		{ "timeout", 1, 0, 't' }, { "version", 1, 0, 'V' }, { "verbose", 0, 0, 'v' },
+		{ "poll", 1, 0, 'q' },
 		{ 0, 0, 0, 0 }
 	};
 	int c, i, rc = 0, all;
@@ -687,6 +690,13 @@ main(int argc, char **argv)
 		case 't': opt.timeout_s = (int)strtol(optarg, &end, 10); if (*end || opt.timeout_s < 1) { usage(); return 2; } break;
 		case 'V': opt.version = optarg; break;
 		case 'v': opt.verbose = 1; break;
+		case 'q': {
+			long v = strtol(optarg, &end, 10);
+
+			if (*end || v < 1 || v > 3600) { usage(); return 2; }
+			opt.poll_ms = (int)v * 1000;
+			break;
+		}
 		default: usage(); return 2;
 		}
 	}
@@ -826,7 +836,7 @@ main(int argc, char **argv)
 			if (d->kind == K_NONE && (d->phase == P_IDLE || (d->phase == P_DONE && !opt.once)) &&
 			    t >= d->next_poll) {
 				/* observe may have lost a notification: look again */
-				d->next_poll = t + 1000;
+				d->next_poll = t + (uint64_t)opt.poll_ms;
 				start(d, K_STATE);
 			}
 			if (d->phase != P_DONE)
