@@ -47,6 +47,12 @@ enum { CODEC_NONE = 0, CODEC_ZSTD = 1, CODEC_XZ = 2, CODEC_MAX_ };
  * 1 MiB so that three decoders fit in the default 8 MiB limit. */
 #define STREAM_WINDOW_LOG 20
 #define IOBUF (64u * 1024u)
+/* The applier drops mapped pages after each this many output bytes. */
+#define TRIM_EVERY (1u << 20)
+#define MAX_TRIM 6
+/* zstd input fed per call when decoding into a mapped output: bounds the
+ * output one call produces (and so the pages it makes resident) */
+#define FEED 64u
 
 struct part {
 	uint32_t codec;
@@ -743,8 +749,48 @@ struct applier {
 	size_t mem_limit;
 	const char *scratch_dir; /* NULL: memory only */
 	uint8_t *out;
-	uint64_t done;
+	uint64_t done, next_point;
+	/* file-backed mappings whose pages trim_maps drops */
+	struct {
+		void *p;
+		size_t len;
+	} maps[MAX_TRIM];
+	int nmaps;
 };
+
+/* Register a mapping of a file (shared, or private and never written)
+ * for trim_maps; never anonymous memory, whose dropped pages read back
+ * as zeros. */
+static void
+trim_add(struct applier *a, void *p, size_t len)
+{
+	if (p && len && a->nmaps < MAX_TRIM) {
+		a->maps[a->nmaps].p = p;
+		a->maps[a->nmaps].len = len;
+		a->nmaps++;
+	}
+}
+
+static void
+trim_del(struct applier *a, const void *p)
+{
+	for (int i = 0; i < a->nmaps; i++)
+		if (a->maps[i].p == p) {
+			a->maps[i] = a->maps[--a->nmaps];
+			return;
+		}
+}
+
+/* Streaming in bounded memory: drop the registered mappings' pages from
+ * the process. The data stays in the file (dirty shared pages are written
+ * back, not discarded); a page touched again is a minor fault from the
+ * page cache, which the kernel may reclaim, unlike resident pages. */
+static void
+trim_maps(struct applier *a)
+{
+	for (int i = 0; i < a->nmaps; i++)
+		(void)madvise(a->maps[i].p, a->maps[i].len, MADV_DONTNEED);
+}
 
 static dg_err
 check_cancel(struct applier *a)
@@ -753,7 +799,46 @@ check_cancel(struct applier *a)
 		return DG_ERR_CANCELED;
 	if (a->o && a->o->progress)
 		a->o->progress(a->o->progress_arg, a->done, a->h->tgt_size);
+	trim_maps(a);
+	a->next_point = a->done + TRIM_EVERY;
 	return DG_OK;
+}
+
+/* check_cancel once per TRIM_EVERY bytes of output */
+static dg_err
+progress_point(struct applier *a)
+{
+	return a->done >= a->next_point ? check_cancel(a) : DG_OK;
+}
+
+/* SHA-256 of a large mapped file in pieces, trimming between them. */
+static dg_err
+sha256_trim(struct applier *a, const uint8_t *data, size_t len, uint8_t out[32])
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	unsigned int n = 32;
+	dg_err err = DG_OK;
+
+	if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
+		err = DG_ERR_CRYPTO;
+		goto fail;
+	}
+	do {
+		size_t k = len < TRIM_EVERY ? len : TRIM_EVERY;
+
+		if (EVP_DigestUpdate(c, data, k) != 1) {
+			err = DG_ERR_CRYPTO;
+			goto fail;
+		}
+		data += k;
+		len -= k;
+		trim_maps(a);
+	} while (len);
+	if (EVP_DigestFinal_ex(c, out, &n) != 1)
+		err = DG_ERR_CRYPTO;
+fail:
+	EVP_MD_CTX_free(c);
+	return err;
 }
 
 /* A filtered copy of the source region: heap when small, else an unlinked
@@ -801,6 +886,7 @@ scratch_new(struct applier *a, size_t len, struct scratch *s)
 		goto fail;
 	}
 	s->mapped = 1;
+	trim_add(a, s->p, len);
 	close(fd);
 	free(path);
 	return DG_OK;
@@ -812,10 +898,12 @@ fail:
 }
 
 static void
-scratch_free(struct scratch *s)
+scratch_free(struct applier *a, struct scratch *s)
 {
-	if (s->mapped)
+	if (s->mapped) {
+		trim_del(a, s->p);
 		munmap(s->p, s->len);
+	}
 	else
 		free(s->p);
 	memset(s, 0, sizeof(*s));
@@ -861,7 +949,7 @@ apply_bsdiff(struct applier *a, const struct item *it, const uint8_t *src, uint8
 		n = (seek >> 1) ^ (0 - (seek & 1));
 		spos += (int64_t)n;
 		a->done += add + copy;
-		if ((add + copy) >= (1u << 20) && (err = check_cancel(a)))
+		if ((err = progress_point(a)))
 			goto fail;
 	}
 	if ((err = preader_finish(&ctrl)) || (err = preader_finish(&diff)) ||
@@ -880,6 +968,7 @@ apply_frame(struct applier *a, const struct item *it, const uint8_t *prefix, uin
 {
 	struct preader r;
 	ZSTD_outBuffer ob = { out, (size_t)it->out_len, 0 };
+	uint64_t base;
 	size_t ret = 1;
 	dg_err err;
 
@@ -893,9 +982,17 @@ apply_frame(struct applier *a, const struct item *it, const uint8_t *prefix, uin
 			err = DG_ERR_NOMEM;
 			goto fail;
 		}
-		if ((err = preader_read(&r, out, (size_t)it->out_len)) || (err = preader_finish(&r)))
-			goto fail;
-		a->done += it->out_len;
+		for (uint64_t o = 0; o < it->out_len;) {
+			size_t k = it->out_len - o < TRIM_EVERY ? (size_t)(it->out_len - o) : TRIM_EVERY;
+
+			if ((err = preader_read(&r, out + o, k)))
+				goto fail;
+			o += k;
+			a->done += k;
+			if ((err = progress_point(a)))
+				goto fail;
+		}
+		err = preader_finish(&r);
 		goto fail;
 	}
 	if (prefix && it->src_len &&
@@ -903,12 +1000,14 @@ apply_frame(struct applier *a, const struct item *it, const uint8_t *prefix, uin
 		err = DG_ERR_NOMEM;
 		goto fail;
 	}
+	base = a->done;
 	for (;;) {
 		ZSTD_inBuffer in;
 
 		if ((err = fill_in(&r)))
 			goto fail;
-		in = (ZSTD_inBuffer){ r.in, r.in_len, r.in_pos };
+		in = (ZSTD_inBuffer){ r.in, r.in_len - r.in_pos > FEED ? r.in_pos + FEED : r.in_len,
+				      r.in_pos };
 		ret = ZSTD_decompressStream(r.z, &ob, &in);
 		if (ZSTD_isError(ret)) {
 			err = zstd_err(ret);
@@ -917,18 +1016,19 @@ apply_frame(struct applier *a, const struct item *it, const uint8_t *prefix, uin
 		r.in_pos = in.pos;
 		if (ret == 0)
 			break;
-		if (in.pos == in.size && r.in_left == 0) {
+		if (in.pos == r.in_len && r.in_left == 0) {
 			err = DG_ERR_DELTA_TRUNCATED;
 			goto fail;
 		}
-		if ((err = check_cancel(a)))
+		a->done = base + ob.pos;
+		if ((err = progress_point(a)))
 			goto fail;
 	}
 	if (ob.pos != ob.size || r.in_pos != r.in_len || r.in_left) {
 		err = DG_ERR_DELTA_CORRUPT;
 		goto fail;
 	}
-	a->done += it->out_len;
+	a->done = base + it->out_len;
 fail:
 	preader_close(&r);
 	return err;
@@ -1112,7 +1212,7 @@ apply_items(struct applier *a, const struct item *items, uint32_t nitems)
 			err = DG_ERR_DELTA_RECIPE;
 			break;
 		}
-		scratch_free(&s);
+		scratch_free(a, &s);
 		if (err)
 			return err;
 		if (it->filter != DG_BCJ_NONE)
@@ -1126,6 +1226,8 @@ apply_items(struct applier *a, const struct item *items, uint32_t nitems)
 struct bw {
 	uint8_t *p;
 	uint64_t pos, cap;
+	struct applier *a; /* trimmed every TRIM_EVERY bytes, if set */
+	uint64_t mark;
 };
 
 static dg_err
@@ -1137,12 +1239,16 @@ bw_write(void *arg, const void *data, size_t len)
 		return DG_ERR_DELTA_CORRUPT;
 	memcpy(b->p + b->pos, data, len);
 	b->pos += len;
+	if (b->a && b->pos >= b->mark) {
+		trim_maps(b->a);
+		b->mark = b->pos + TRIM_EVERY;
+	}
 	return DG_OK;
 }
 
 /* Expand the source per the spec into dst (es bytes). */
 static dg_err
-archive_expand(const struct archive *ar, const uint8_t *src, uint8_t *dst)
+archive_expand(struct applier *a, const struct archive *ar, const uint8_t *src, uint8_t *dst)
 {
 	uint64_t in = 0, out = 0, rl;
 	struct bw b;
@@ -1154,7 +1260,7 @@ archive_expand(const struct archive *ar, const uint8_t *src, uint8_t *dst)
 		if (!g->gz) {
 			memcpy(dst + out, src + in, (size_t)g->clen);
 		} else {
-			b = (struct bw){ dst + out, 0, g->rlen };
+			b = (struct bw){ dst + out, 0, g->rlen, a, TRIM_EVERY };
 			err = dg_gzip_inflate(src + in, (size_t)g->clen, bw_write, &b, &rl);
 			if (err || rl != g->rlen)
 				return DG_ERR_DELTA_CORRUPT;
@@ -1181,7 +1287,7 @@ apply_archive(struct applier *a, const struct item *items)
 	memset(&er, 0, sizeof(er));
 	if ((err = scratch_new(a, (size_t)ar->es, &es)) || (err = scratch_new(a, (size_t)ar->er, &er)))
 		goto fail;
-	if ((err = archive_expand(ar, src, es.p)))
+	if ((err = archive_expand(a, ar, src, es.p)))
 		goto fail;
 	a->src = es.p;
 	a->out = er.p;
@@ -1194,12 +1300,28 @@ apply_archive(struct applier *a, const struct item *items)
 		const struct aseg *g = &ar->t[i];
 
 		if (!g->gz) {
-			memcpy(out + opos, er.p + in, (size_t)g->rlen);
+			for (uint64_t o = 0; o < g->rlen;) {
+				size_t k = g->rlen - o < TRIM_EVERY ? (size_t)(g->rlen - o) : TRIM_EVERY;
+
+				memcpy(out + opos + o, er.p + in + o, k);
+				o += k;
+				if ((err = check_cancel(a)))
+					goto fail;
+			}
 		} else {
-			b = (struct bw){ out + opos, 0, g->clen };
+			b = (struct bw){ out + opos, 0, g->clen, a, TRIM_EVERY };
 			gs = dg_gzip_stream_new(&g->p, g->hdr, g->hdrlen, bw_write, &b, &err);
-			if (!gs || (err = dg_gzip_stream_write(gs, er.p + in, (size_t)g->rlen)) ||
-			    (err = dg_gzip_stream_finish(gs)) || b.pos != g->clen) {
+			for (uint64_t o = 0; gs && !err && o < g->rlen;) {
+				size_t k = g->rlen - o < TRIM_EVERY ? (size_t)(g->rlen - o) : TRIM_EVERY;
+
+				err = dg_gzip_stream_write(gs, er.p + in + o, k);
+				o += k;
+				if (!err)
+					err = check_cancel(a);
+			}
+			if (!gs || err || (err = dg_gzip_stream_finish(gs)) || b.pos != g->clen) {
+				if (err == DG_ERR_CANCELED)
+					goto fail;
 				/* recompression does not give the member back */
 				err = err == DG_ERR_NOMEM ? err : DG_ERR_DELTA_TARGET;
 				goto fail;
@@ -1214,8 +1336,8 @@ apply_archive(struct applier *a, const struct item *items)
 	}
 fail:
 	dg_gzip_stream_free(gs);
-	scratch_free(&es);
-	scratch_free(&er);
+	scratch_free(a, &es);
+	scratch_free(a, &er);
 	return err;
 }
 
@@ -1224,7 +1346,7 @@ fail:
 static dg_err
 apply_core(const uint8_t *src, size_t src_len, const struct din *d,
 	   const dg_delta_apply_opts *o, const char *scratch_dir,
-	   uint8_t *(*get_out)(void *ctx, uint64_t size, dg_err *err), void *ctx)
+	   uint8_t *(*get_out)(void *ctx, uint64_t size, dg_err *err), void *ctx, int mapped)
 {
 	struct header h;
 	struct item *items = NULL;
@@ -1239,7 +1361,9 @@ apply_core(const uint8_t *src, size_t src_len, const struct din *d,
 		err = DG_ERR_DELTA_SOURCE;
 		goto fail;
 	}
-	if ((err = sha256(src, src_len, sha)))
+	if (mapped && src_len)
+		trim_add(&a, (void *)src, src_len);
+	if ((err = sha256_trim(&a, src, src_len, sha)))
 		goto fail;
 	if (memcmp(sha, h.src_sha, 32) != 0) {
 		err = DG_ERR_DELTA_SOURCE;
@@ -1254,13 +1378,15 @@ apply_core(const uint8_t *src, size_t src_len, const struct din *d,
 	a.out = get_out(ctx, h.tgt_size, &err);
 	if (err)
 		goto fail;
+	if (mapped && h.tgt_size)
+		trim_add(&a, a.out, (size_t)h.tgt_size);
 	if (h.ar)
 		err = apply_archive(&a, items);
 	else
 		err = apply_items(&a, items, h.nitems);
 	if (err)
 		goto fail;
-	if ((err = sha256(a.out, (size_t)h.tgt_size, sha)))
+	if ((err = sha256_trim(&a, a.out, (size_t)h.tgt_size, sha)))
 		goto fail;
 	if (memcmp(sha, h.tgt_sha, 32) != 0)
 		err = DG_ERR_DELTA_TARGET;
@@ -1304,7 +1430,7 @@ dg_delta_apply_mem(const uint8_t *src, size_t src_len, const uint8_t *delta, siz
 	*out_len = 0;
 	if (!delta)
 		d.mem = (const uint8_t *)"";
-	err = apply_core(src ? src : (const uint8_t *)"", src_len, &d, opts, NULL, memout_get, &m);
+	err = apply_core(src ? src : (const uint8_t *)"", src_len, &d, opts, NULL, memout_get, &m, 0);
 	if (err) {
 		free(m.p);
 		return err;
@@ -1443,7 +1569,7 @@ dg_delta_apply_file(const char *source_path, const char *delta_path, const char 
 		err = dg_err_from_errno(errno);
 		goto fail;
 	}
-	err = apply_core(src, src_len, &d, opts, dir, fileout_get, &f);
+	err = apply_core(src, src_len, &d, opts, dir, fileout_get, &f, 1);
 	if (err) {
 		dg_log_err("apply %s to %s: %s", delta_path, source_path, dg_strerror(err));
 		goto fail;
@@ -2922,7 +3048,7 @@ expand(const uint8_t *buf, const struct segv *sv, uint8_t **out)
 	*out = malloc(sv->elen ? (size_t)sv->elen : 1);
 	if (!*out)
 		return DG_ERR_NOMEM;
-	if (archive_expand(&ar, buf, *out) != DG_OK) {
+	if (archive_expand(NULL, &ar, buf, *out) != DG_OK) {
 		free(*out);
 		*out = NULL;
 		return DG_ERR_INTERNAL;
