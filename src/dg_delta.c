@@ -3056,73 +3056,136 @@ expand(const uint8_t *buf, const struct segv *sv, uint8_t **out)
 	return DG_OK;
 }
 
+/* Same number of segments, gzip in the same places: segment i of the
+ * target is the new version of segment i of the source (.swu members in
+ * the same order, or one gzip file). */
+static int
+same_shape(const struct segv *ss, const struct segv *ts)
+{
+	if (ss->n != ts->n)
+		return 0;
+	for (size_t i = 0; i < ss->n; i++)
+		if (ss->v[i].gz != ts->v[i].gz)
+			return 0;
+	return 1;
+}
+
+/* Append the items of a plain delta from E(S)[soff..) to a stretch of
+ * E(T) to pl (item 0 is left for the archive spec). */
+static dg_err
+add_inner(struct plan *pl, size_t *cap, const uint8_t *es, uint64_t soff, size_t sn,
+	  const uint8_t *et, size_t tn, const dg_delta_diff_opts *io, dg_delta_diff_stats *ist)
+{
+	uint8_t *ib = NULL;
+	size_t il = 0, i;
+	struct din d;
+	struct header ih;
+	struct item *iitems = NULL, *grown;
+	dg_err err;
+
+	memset(&ih, 0, sizeof(ih));
+	if ((err = diff_plain(es + soff, sn, et, tn, io, &ib, &il, ist)))
+		goto fail;
+	d = (struct din){ ib, -1, il };
+	if ((err = parse_delta(&d, 0, &ih, &iitems)))
+		goto fail;
+	if (pl->n + ih.nitems > *cap) {
+		*cap = 2 * (pl->n + ih.nitems);
+		grown = realloc(pl->items, *cap * sizeof(struct item));
+		if (!grown) {
+			err = DG_ERR_NOMEM;
+			goto fail;
+		}
+		pl->items = grown;
+	}
+	for (i = 0; i < ih.nitems; i++) {
+		struct item *it = &pl->items[pl->n];
+
+		*it = iitems[i];
+		it->src_off += soff;
+		for (int k = 0; k < NPARTS; k++)
+			memset(&it->p[k].comp, 0, sizeof(dg_buf));
+		pl->n++;
+		for (int k = 0; k < NPARTS; k++)
+			if (it->p[k].clen &&
+			    (err = dg_buf_append(&it->p[k].comp, ib + iitems[i].p[k].off,
+						 (size_t)iitems[i].p[k].clen)))
+				goto fail;
+	}
+fail:
+	free(iitems);
+	archive_free(ih.ar);
+	free(ib);
+	return err;
+}
+
 /* The delta from src to tgt through their expansions: item 0 carries the
- * spec, the rest are the items of a plain delta from E(src) to E(tgt). */
+ * spec, the rest are the items of plain deltas to E(T): one per segment,
+ * each against its source counterpart, when the shapes match (no
+ * container bytes shift the images, and each pair gets its own method),
+ * else one from E(S) to E(T). */
 static dg_err
 diff_archive(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 	     const struct segv *ss, const struct segv *ts, const dg_delta_diff_opts *opts,
 	     uint8_t **out, size_t *out_len, dg_delta_diff_stats *stats)
 {
-	uint8_t *es = NULL, *et = NULL, *ib = NULL;
-	size_t il = 0, i;
+	uint8_t *es = NULL, *et = NULL;
+	size_t cap = 8, i;
+	uint64_t soff = 0, toff = 0, biggest = 0;
 	dg_delta_diff_opts io;
-	dg_delta_diff_stats ist;
-	struct din d;
-	struct header ih;
-	struct item *iitems = NULL;
+	dg_delta_diff_stats ist, big;
 	struct plan pl;
 	dg_buf spec;
 	dg_err err;
 
 	memset(&pl, 0, sizeof(pl));
 	memset(&spec, 0, sizeof(spec));
-	memset(&ih, 0, sizeof(ih));
+	memset(&big, 0, sizeof(big));
 	if ((err = expand(src, ss, &es)) || (err = expand(tgt, ts, &et)))
 		goto fail;
 	io = opts ? *opts : (dg_delta_diff_opts){ 0 };
 	io.allow_larger = 1;
 	io.progress = NULL;
-	if ((err = diff_plain(es, (size_t)ss->elen, et, (size_t)ts->elen, &io, &ib, &il, &ist)))
-		goto fail;
-	d = (struct din){ ib, -1, il };
-	if ((err = parse_delta(&d, 0, &ih, &iitems)))
-		goto fail;
-	pl.n = ih.nitems + 1;
-	pl.items = calloc(pl.n, sizeof(struct item));
+	pl.items = calloc(cap, sizeof(struct item));
 	if (!pl.items || (err = spec_encode(ss, ts, &spec))) {
 		err = err ? err : DG_ERR_NOMEM;
 		goto fail;
 	}
+	pl.n = 1;
 	pl.items[0].kind = KIND_ARCHIVE;
 	pl.items[0].out_len = m;
 	pl.items[0].src_len = n;
 	if ((err = compress_part(spec.data, spec.len, 19, 1, 0, &pl.items[0].p[0])))
 		goto fail;
-	for (i = 0; i < ih.nitems; i++) {
-		struct item *it = &pl.items[i + 1];
+	if (same_shape(ss, ts)) {
+		for (i = 0; i < ts->n; i++) {
+			const struct aseg *sg = &ss->v[i], *tg = &ts->v[i];
 
-		*it = iitems[i];
-		for (int k = 0; k < NPARTS; k++) {
-			memset(&it->p[k].comp, 0, sizeof(dg_buf));
-			if (it->p[k].clen &&
-			    (err = dg_buf_append(&it->p[k].comp, ib + iitems[i].p[k].off,
-						 (size_t)iitems[i].p[k].clen)))
+			if (tg->rlen &&
+			    (err = add_inner(&pl, &cap, es, soff, (size_t)sg->rlen, et + toff,
+					     (size_t)tg->rlen, &io, &ist)))
 				goto fail;
+			if (tg->rlen > biggest) {
+				biggest = tg->rlen;
+				big = ist;
+			}
+			soff += sg->rlen;
+			toff += tg->rlen;
 		}
+	} else if ((err = add_inner(&pl, &cap, es, 0, (size_t)ss->elen, et, (size_t)ts->elen, &io,
+				    &big))) {
+		goto fail;
 	}
-	snprintf(pl.method, sizeof(pl.method), "archive(%d gzip)+%.24s", ts->ngz, ist.method);
+	snprintf(pl.method, sizeof(pl.method), "archive(%d gzip)+%.24s", ts->ngz, big.method);
 	err = serialize(src, n, tgt, m, &pl, out, out_len);
 	if (!err && stats) {
-		*stats = ist;
+		*stats = big;
 		snprintf(stats->method, sizeof(stats->method), "%s", pl.method);
 		stats->items = (unsigned)pl.n;
 	}
 fail:
 	plan_free(&pl);
 	dg_buf_free(&spec);
-	free(iitems);
-	archive_free(ih.ar);
-	free(ib);
 	free(es);
 	free(et);
 	return err;
