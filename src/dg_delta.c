@@ -936,21 +936,33 @@ apply_bsdiff(struct applier *a, const struct item *it, const uint8_t *src, uint8
 			err = DG_ERR_DELTA_CORRUPT;
 			goto fail;
 		}
-		if ((err = preader_read(&diff, out + opos, (size_t)add)))
-			goto fail;
-		for (k = 0; k < add; k++)
-			out[opos + k] = (uint8_t)(out[opos + k] + src[spos + (int64_t)k]);
-		opos += add;
-		spos += (int64_t)add;
-		if ((err = preader_read(&extra, out + opos, (size_t)copy)))
-			goto fail;
-		opos += copy;
+		/* in pieces: a step of an image pair can span the whole file */
+		while (add > 0) {
+			n = add < TRIM_EVERY ? add : TRIM_EVERY;
+			if ((err = preader_read(&diff, out + opos, (size_t)n)))
+				goto fail;
+			for (k = 0; k < n; k++)
+				out[opos + k] = (uint8_t)(out[opos + k] + src[spos + (int64_t)k]);
+			opos += n;
+			spos += (int64_t)n;
+			add -= n;
+			a->done += n;
+			if ((err = progress_point(a)))
+				goto fail;
+		}
+		while (copy > 0) {
+			n = copy < TRIM_EVERY ? copy : TRIM_EVERY;
+			if ((err = preader_read(&extra, out + opos, (size_t)n)))
+				goto fail;
+			opos += n;
+			copy -= n;
+			a->done += n;
+			if ((err = progress_point(a)))
+				goto fail;
+		}
 		/* zigzag-decoded seek */
 		n = (seek >> 1) ^ (0 - (seek & 1));
 		spos += (int64_t)n;
-		a->done += add + copy;
-		if ((err = progress_point(a)))
-			goto fail;
 	}
 	if ((err = preader_finish(&ctrl)) || (err = preader_finish(&diff)) ||
 	    (err = preader_finish(&extra)))
@@ -1190,9 +1202,15 @@ apply_items(struct applier *a, const struct item *items, uint32_t nitems)
 			err = apply_frame(a, it, NULL, out);
 			break;
 		case KIND_COPY:
-			if (it->out_len)
-				memcpy(out, src, (size_t)it->out_len);
-			a->done += it->out_len;
+			for (uint64_t o = 0; o < it->out_len && !err;) {
+				size_t k = it->out_len - o < TRIM_EVERY ? (size_t)(it->out_len - o)
+									 : TRIM_EVERY;
+
+				memcpy(out + o, src + o, k);
+				o += k;
+				a->done += k;
+				err = progress_point(a);
+			}
 			break;
 		case KIND_BSDIFF:
 			err = apply_bsdiff(a, it, src, out);
