@@ -111,5 +111,24 @@ same "swu rebuilt under a 1 MiB memory limit" "$W/out2.swu" "$W/b.swu"
 check "swu apply to the wrong source exits 3" 3 "$DG" apply "$W/a.img" "$W/swu.delta" "$W/out3.swu"
 if [ ! -e "$W/out3.swu" ] && [ -z "$(ls "$W" | grep '\.tmp\.')" ]; then ok "no target left after wrong source"; else nok "target left after wrong source"; fi
 
+# a pair above the size from which the source and output mappings are
+# trimmed too (TRIM_MAP_MIN, 16 MiB): a bsdiff step or a zstd frame then
+# spans many trims
+python3 - "$W/big.a" "$W/big.b" <<'PY'
+import random, sys
+r = random.Random(3)
+a = r.randbytes(17 << 20)
+b = bytearray(a)
+for _ in range(40):
+    at = r.randrange(len(b))
+    b[at:at + r.randint(1, 50)] = r.randbytes(r.randint(1, 60))
+b[5 << 20:5 << 20] = r.randbytes(3000)
+open(sys.argv[1], "wb").write(a)
+open(sys.argv[2], "wb").write(bytes(b))
+PY
+check "17 MiB diff exits 0" 0 "$DG" diff --level 9 "$W/big.a" "$W/big.b" "$W/big.delta"
+check "17 MiB apply exits 0" 0 "$DG" apply "$W/big.a" "$W/big.delta" "$W/big.out"
+same "17 MiB target rebuilt bit for bit" "$W/big.out" "$W/big.b"
+
 echo "1..$n"
 [ "$fails" -eq 0 ]
