@@ -94,7 +94,8 @@ INTEGRATION_TESTS = $(SHADOW_TESTS)
 INTEGRATION_TESTS += tests/integration/30-cache-cli.sh
 # delta CLI (issue 6)
 INTEGRATION_TESTS += tests/integration/40-delta-cli.sh \
-	tests/integration/41-delta-recompress.sh
+	tests/integration/41-delta-recompress.sh \
+	tests/integration/42-delta-ext4.sh
 
 # --- integration: gateway (issue 4)
 INTEGRATION_TESTS += \

@@ -10,7 +10,11 @@
 #                     recompressed target and its delta rebuilds that);
 #   ext4-32m.zgz:     the same images gzip'd by zlib level 9 (as zlib-based
 #                     image tools do): deltagate diffs them decompressed;
+#   ext4-32m.swu:     SWUpdate archives (cpio newc: sw-description, then
+#                     the zlib-gzip'd image as rootfs.ext4.gz);
 #   ext4-100m:        a 100 MiB image pair (generation time).
+# The archive pairs' deltas are also compared with the best tool on the
+# *uncompressed* ext4-32m pair (the issue: no larger than that).
 # Prints the command, the machine, and per pair and tool: delta bytes,
 # generation time (wall and user CPU), apply time, apply peak RSS.
 # usage: bench/delta/run.sh [BUILDDIR]   (default: ./build)
@@ -20,7 +24,7 @@ BUILD=${1:-$HERE/../../build}
 DG=$(cd "$BUILD" && pwd)/src/deltagate
 W=${BENCH_WORK:-$(mktemp -d /tmp/dgbench.XXXXXX)}
 T=/usr/bin/time
-PAIRS=${PAIRS:-"prog-1m prog-2m ext4-32m ext4-32m.gz ext4-32m.zgz ext4-100m"}
+PAIRS=${PAIRS:-"prog-1m prog-2m ext4-32m ext4-32m.gz ext4-32m.zgz ext4-32m.swu ext4-100m"}
 BSDIFF_TIMEOUT=${BSDIFF_TIMEOUT:-900}
 
 echo "command: $0 $*"
@@ -55,6 +59,17 @@ mkpair() {
 			python3 -c 'import sys, gzip; sys.stdout.buffer.write(gzip.compress(open(sys.argv[1], "rb").read(), 9, mtime=0))' \
 				"$W/ext4-32m.$v" >"$W/$1.$v"
 		done ;;
+	ext4-32m.swu)
+		[ -f "$W/ext4-32m.zgz.src" ] || mkpair ext4-32m.zgz
+		for v in src tgt; do
+			rm -rf "$W/swu.$v" && mkdir "$W/swu.$v"
+			printf 'software = { version = "%s"; images: ( { filename = "rootfs.ext4.gz"; device = "/dev/mmcblk0p2"; compressed = "zlib"; } ); }\n' \
+				"$v" >"$W/swu.$v/sw-description"
+			cp "$W/ext4-32m.zgz.$v" "$W/swu.$v/rootfs.ext4.gz"
+			(cd "$W/swu.$v" && printf 'sw-description\nrootfs.ext4.gz\n' |
+				cpio -o -H newc --quiet) >"$W/$1.$v"
+			rm -rf "$W/swu.$v"
+		done ;;
 	esac
 }
 
@@ -87,7 +102,8 @@ for p in $PAIRS; do
 	measure "$p" deltagate "$DG diff --force $s $t $W/d.dg --recompressed-target $W/r.dg" "$DG apply $s $W/d.dg $W/o.dg" "$W/d.dg" "$W/o.dg" "$W/r.dg"
 	measure "$p" bsdiff "timeout $BSDIFF_TIMEOUT bsdiff $s $t $W/d.bs" "bspatch $s $W/o.bs $W/d.bs" "$W/d.bs" "$W/o.bs"
 	measure "$p" xdelta3 "xdelta3 -e -9 -S djw -f -s $s $t $W/d.xd" "xdelta3 -d -f -s $s $W/d.xd $W/o.xd" "$W/d.xd" "$W/o.xd"
-	measure "$p" zstd "zstd -q -f -19 --long=31 --patch-from=$s $t -o $W/d.zs" "zstd -q -f -d --long=31 --patch-from=$s $W/d.zs -o $W/o.zs" "$W/d.zs" "$W/o.zs"
+	measure "$p" zstd-19 "zstd -q -f -19 --long=31 --patch-from=$s $t -o $W/d.zs" "zstd -q -f -d --long=31 --patch-from=$s $W/d.zs -o $W/o.zs" "$W/d.zs" "$W/o.zs"
+	measure "$p" zstd-22 "zstd -q -f --ultra -22 --long=31 --patch-from=$s $t -o $W/d.zs" "zstd -q -f -d --long=31 --patch-from=$s $W/d.zs -o $W/o.zs" "$W/d.zs" "$W/o.zs"
 done
 
 echo "# ratios: deltagate bytes / bsdiff bytes"
@@ -95,3 +111,10 @@ awk '{ b[$1" "$2] = $3; pairs[$1] = 1 }
      END { for (p in pairs) if ((p" bsdiff") in b) printf "%-12s %.3f\n", p, b[p" deltagate"] / b[p" bsdiff"];
            tb = 0; td = 0; for (p in pairs) if (p ~ /^prog/ && (p" bsdiff") in b) { tb += b[p" bsdiff"]; td += b[p" deltagate"] }
            if (tb) printf "executables total: %.3f x bsdiff\n", td / tb }' "$W/sizes"
+# archive-awareness must cost nothing: the archive pairs' deltas against
+# the best other tool on the uncompressed images
+awk '$1 == "ext4-32m" && $2 != "deltagate" && (best == "" || $3 < best) { best = $3; bt = $2 }
+     $1 ~ /^ext4-32m\.(zgz|swu)$/ && $2 == "deltagate" { d[$1] = $3 }
+     END { for (p in d) if (best != "")
+             printf "%-12s deltagate %d vs %s on uncompressed ext4-32m %d: %.4f x (%s)\n", p, d[p], bt, best,
+                    d[p] / best, d[p] <= best ? "ok" : "LARGER" }' "$W/sizes"
