@@ -512,6 +512,10 @@ main(int argc, char **argv)
 	migrations[2].sql = dg_jobs_migration_sql;
 	if (!(gw.store = dg_store_open(gw.cfg.db, migrations, 3, &err)))
 		goto out;
+	/* group commit: the writes of one loop pass share one fsync (one
+	 * each stalled the loop past devices' retransmission timeouts) */
+	if ((err = dg_store_batch(gw.store, gw.base, 0)) != DG_OK)
+		goto out;
 	if (!(gw.cache = dg_cache_new(gw.cfg.cache_root, gw.cfg.cache_quota, 0, NULL, &err))) {
 		dg_log_err("%s: cannot open the image cache: %s", gw.cfg.cache_root, dg_strerror(err));
 		goto out;
