@@ -285,6 +285,31 @@ test_batch_nested_tx(void **state)
 }
 
 static void
+test_batch_delay(void **state)
+{
+	dg_err err;
+	struct event_base *base = event_base_new();
+	dg_store *st = dg_store_open(path, v1, 1, &err);
+	struct hook_log h = { 0, -1 };
+
+	/* delay_ms > 0: the end of the pass does not commit, the timer does */
+	assert_int_equal(dg_store_batch(st, base, 30), DG_OK);
+	assert_int_equal(dg_store_on_commit(st, on_commit, &h), DG_OK);
+	put(st, "a", 1, SQLITE_DONE);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(dg_store_pending(st), 1);
+	assert_int_equal(count_outside(), 0);
+	put(st, "b", 2, SQLITE_DONE);
+	/* runs until no event is left: the commit timer was the last */
+	event_base_dispatch(base);
+	assert_int_equal(dg_store_pending(st), 0);
+	assert_int_equal(h.calls, 1);
+	assert_int_equal(h.seen, 2);
+	dg_store_free(st);
+	event_base_free(base);
+}
+
+static void
 test_batch_lost_without_commit(void **state)
 {
 	pid_t pid;
@@ -324,6 +349,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_prepare_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_commits_at_end_of_pass, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_nested_tx, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_delay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_lost_without_commit, setup, teardown),
 	};
 
