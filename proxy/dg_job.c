@@ -965,6 +965,9 @@ job_finish(struct job *jb, int ok, uint32_t ext, const char *version)
 	    dev->id, jb->job_id, ok ? "succeeded" : "failed", rc, xc);
 	if (r)
 		publish_report(jb, r, 0);
+	/* durable before this returns: the driver acknowledges the device's
+	 * report (CoAP 2.04) right after, and the device forgets it then */
+	dg_store_sync(j->store);
 	publish_rollup(j, jb->job_id);
 	job_unlink_free(jb);
 	kick_deliveries(j);

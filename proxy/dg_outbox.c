@@ -35,6 +35,12 @@ struct dg_outbox {
 	uint64_t last_refill;
 	struct flight *flights;   /* in flight, one per key at most */
 	int64_t sent, failed;
+	/* rows not yet durable (the store's open batch): never published.
+	 * Rows from batch_first on were inserted in it; dirty[] were
+	 * coalesced (their payload changed) in it. Cleared at its commit. */
+	int64_t batch_first;
+	int64_t *dirty;
+	size_t ndirty, dirty_cap;
 };
 
 static int
@@ -107,6 +113,32 @@ on_puback(dg_mqtt *m, void *cookie, dg_err result)
 	arm(ob, result == DG_OK ? 0 : 500);
 }
 
+static int
+seq_uncommitted(dg_outbox *ob, int64_t seq)
+{
+	size_t i;
+
+	if (!dg_store_pending(ob->store))
+		return 0;
+	if (ob->batch_first && seq >= ob->batch_first)
+		return 1;
+	for (i = 0; i < ob->ndirty; i++)
+		if (ob->dirty[i] == seq)
+			return 1;
+	return 0;
+}
+
+/* The store committed: what was queued is durable, publish it. */
+static void
+on_commit(void *arg)
+{
+	dg_outbox *ob = arg;
+
+	ob->batch_first = 0;
+	ob->ndirty = 0;
+	arm(ob, 0);
+}
+
 /* Send the oldest waiting report of every key that has none in flight,
  * as far as the token bucket allows. */
 static void
@@ -137,7 +169,9 @@ pump(dg_outbox *ob)
 		struct flight *f;
 		dg_err err;
 
-		if (key_in_flight(ob, key) || seq_in_flight(ob, seq))
+		/* a report leaves only once it is on disk (the commit hook
+		 * pumps again) */
+		if (key_in_flight(ob, key) || seq_in_flight(ob, seq) || seq_uncommitted(ob, seq))
 			continue;
 		if (ob->tokens < 1.0) {
 			starved = 1;
@@ -195,7 +229,11 @@ dg_outbox_new(struct event_base *base, dg_store *store, dg_mqtt *mqtt, double ra
 	ob->rate = rate;
 	ob->tokens = rate;
 	ob->last_refill = dg_util_now_ms();
-	*err = DG_OK;
+	if ((*err = dg_store_on_commit(store, on_commit, ob)) != DG_OK) {
+		event_free(ob->timer);
+		free(ob);
+		return NULL;
+	}
 	return ob;
 }
 
@@ -204,6 +242,8 @@ dg_outbox_free(dg_outbox *ob)
 {
 	if (!ob)
 		return;
+	dg_store_on_commit_remove(ob->store, on_commit, ob);
+	free(ob->dirty);
 	/* in-flight reports stay in the table: sent again next time */
 	while (ob->flights) {
 		struct flight *f = ob->flights;
@@ -214,6 +254,27 @@ dg_outbox_free(dg_outbox *ob)
 	}
 	event_free(ob->timer);
 	free(ob);
+}
+
+/* seq's payload changed in the open batch. If it cannot be remembered,
+ * commit now: the row is then durable and may leave as it is. */
+static dg_err
+mark_dirty(dg_outbox *ob, int64_t seq)
+{
+	if (dg_store_pending(ob->store)) {
+		if (ob->ndirty == ob->dirty_cap) {
+			size_t cap = ob->dirty_cap ? ob->dirty_cap * 2 : 16;
+			int64_t *n = realloc(ob->dirty, cap * sizeof(*n));
+
+			if (!n)
+				return dg_store_sync(ob->store);
+			ob->dirty = n;
+			ob->dirty_cap = cap;
+		}
+		ob->dirty[ob->ndirty++] = seq;
+	}
+	arm(ob, 0);
+	return DG_OK;
 }
 
 dg_err
@@ -254,10 +315,8 @@ dg_outbox_put(dg_outbox *ob, const char *key, const char *topic, const char *pay
 				sqlite3_reset(s);
 				if (rc != SQLITE_DONE)
 					return dg_store_error(ob->store, rc, "outbox coalesce");
-				if (sqlite3_changes(dg_store_db(ob->store)) == 1) {
-					arm(ob, 0);
-					return DG_OK;
-				}
+				if (sqlite3_changes(dg_store_db(ob->store)) == 1)
+					return mark_dirty(ob, seq);
 			}
 		} else {
 			sqlite3_reset(s);
@@ -276,6 +335,8 @@ dg_outbox_put(dg_outbox *ob, const char *key, const char *topic, const char *pay
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE)
 		return dg_store_error(ob->store, rc, "outbox insert");
+	if (dg_store_pending(ob->store) && !ob->batch_first)
+		ob->batch_first = sqlite3_last_insert_rowid(dg_store_db(ob->store));
 	arm(ob, 0);
 	return DG_OK;
 }

@@ -6,7 +6,9 @@
  * one report is in flight and they leave in the order they were queued, so
  * nothing is lost or reordered per device. Progress reports are coalesced:
  * a new progress report replaces a device's progress report still waiting.
- * A token bucket caps the publish rate.
+ * A token bucket caps the publish rate. When the store batches its
+ * commits (dg_store_batch), a report is published only after the commit
+ * that makes it durable (the outbox registers a dg_store_on_commit hook).
  *
  * The outbox shares the daemon's dg_store (its table is created by the
  * daemon's migrations: see dg_outbox_migration_sql) and its dg_mqtt.
@@ -31,11 +33,13 @@ extern const char dg_outbox_migration_sql[];
 /* rate: publishes per second (token bucket of the same depth). */
 dg_outbox *dg_outbox_new(struct event_base *base, dg_store *store, dg_mqtt *mqtt,
     double rate, dg_err *err);
+/* Frees before the store: it removes its commit hook. */
 void dg_outbox_free(dg_outbox *ob);
 
 /* Queue payload for topic on behalf of key (a device id, or the gateway's
  * own id). coalesce: replace key's waiting report of the same kind (use it
- * for progress). Durable when this returns DG_OK. Errors: DG_ERR_DB, NOMEM. */
+ * for progress). Durable when this returns DG_OK, or, in a batch, at
+ * the batch's commit (published only after it). Errors: DG_ERR_DB, NOMEM. */
 dg_err dg_outbox_put(dg_outbox *ob, const char *key, const char *topic,
     const char *payload, int coalesce);
 

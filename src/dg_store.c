@@ -10,6 +10,7 @@
 
 #define STMT_CACHE_MAX 128
 #define BUSY_TIMEOUT_MS 5000
+#define HOOKS_MAX 8
 
 struct stmt_entry {
 	char *sql;
@@ -22,7 +23,17 @@ struct dg_store {
 	int version;
 	int nstmts;
 	struct stmt_entry stmts[STMT_CACHE_MAX];
+	/* group commit */
+	struct event *commit_ev;  /* NULL: not batching */
+	int delay_ms;
+	int batch_open;           /* our BEGIN is open */
+	int depth;                /* dg_store_begin savepoints inside it */
+	int committing;           /* hooks running: no re-entry */
+	struct { void (*fn)(void *); void *arg; } hooks[HOOKS_MAX];
+	int nhooks;
 };
+
+static dg_err batch_open(dg_store *st);
 
 dg_err
 dg_store_error(dg_store *st, int rc, const char *what)
@@ -44,8 +55,8 @@ dg_store_error(dg_store *st, int rc, const char *what)
 	return err;
 }
 
-dg_err
-dg_store_exec(dg_store *st, const char *sql)
+static dg_err
+exec_sql(dg_store *st, const char *sql)
 {
 	int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
 
@@ -53,20 +64,50 @@ dg_store_exec(dg_store *st, const char *sql)
 }
 
 dg_err
+dg_store_exec(dg_store *st, const char *sql)
+{
+	dg_err err;
+
+	if (st->commit_ev && (err = batch_open(st)) != DG_OK)
+		return err;
+	return exec_sql(st, sql);
+}
+
+dg_err
 dg_store_begin(dg_store *st)
 {
-	return dg_store_exec(st, "BEGIN IMMEDIATE");
+	dg_err err;
+
+	if (!st->commit_ev)
+		return exec_sql(st, "BEGIN IMMEDIATE");
+	if ((err = batch_open(st)) != DG_OK)
+		return err;
+	/* nests into the batch: its rollback undoes only its own writes */
+	if ((err = exec_sql(st, "SAVEPOINT dg_tx")) == DG_OK)
+		st->depth++;
+	return err;
 }
 
 dg_err
 dg_store_commit(dg_store *st)
 {
-	return dg_store_exec(st, "COMMIT");
+	if (st->depth > 0) {
+		st->depth--;
+		return exec_sql(st, "RELEASE dg_tx");
+	}
+	return exec_sql(st, "COMMIT");
 }
 
 void
 dg_store_rollback(dg_store *st)
 {
+	if (st->depth > 0) {
+		st->depth--;
+		if (!sqlite3_get_autocommit(st->db) &&
+		    exec_sql(st, "ROLLBACK TO dg_tx") == DG_OK)
+			exec_sql(st, "RELEASE dg_tx");
+		return;
+	}
 	if (!sqlite3_get_autocommit(st->db))
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 }
@@ -85,6 +126,127 @@ dg_store_tx(dg_store *st, dg_err (*fn)(dg_store *, void *), void *arg)
 	if ((err = dg_store_commit(st)) != DG_OK)
 		dg_store_rollback(st);
 	return err;
+}
+
+/* ------------------------------------------------------------ group commit */
+
+static void
+on_commit_ev(evutil_socket_t fd, short what, void *arg)
+{
+	dg_store_sync(arg);
+}
+
+/* Open the batch's transaction if none is open, and schedule its commit. */
+static dg_err
+batch_open(dg_store *st)
+{
+	dg_err err;
+
+	if (!sqlite3_get_autocommit(st->db))
+		return DG_OK; /* ours, or a failed statement left SQLite's open */
+	if (st->batch_open) {
+		/* SQLite rolled the batch back by itself (I/O error, disk
+		 * full): what it held is lost, say so once */
+		dg_log_err("%s: a batch of writes was rolled back by SQLite", st->path);
+		st->batch_open = 0;
+		st->depth = 0;
+	}
+	if ((err = exec_sql(st, "BEGIN IMMEDIATE")) != DG_OK)
+		return err;
+	st->batch_open = 1;
+	if (st->delay_ms > 0) {
+		struct timeval tv = { st->delay_ms / 1000, (st->delay_ms % 1000) * 1000 };
+
+		evtimer_add(st->commit_ev, &tv);
+	} else {
+		event_active(st->commit_ev, EV_TIMEOUT, 0);
+	}
+	return DG_OK;
+}
+
+dg_err
+dg_store_sync(dg_store *st)
+{
+	dg_err err;
+	int i, n;
+
+	if (!st->batch_open)
+		return DG_OK;
+	if (st->commit_ev)
+		event_del(st->commit_ev);
+	st->batch_open = 0;
+	if (st->depth > 0) {
+		/* an explicit transaction is still open: it must not be
+		 * committed half-done; its dg_store_commit ends it */
+		dg_log_err("%s: commit of a batch inside an open transaction", st->path);
+		st->batch_open = 1;
+		return DG_ERR_DB;
+	}
+	if (sqlite3_get_autocommit(st->db)) {
+		dg_log_err("%s: a batch of writes was rolled back by SQLite", st->path);
+		return DG_ERR_DB;
+	}
+	if ((err = exec_sql(st, "COMMIT")) != DG_OK) {
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return err;
+	}
+	if (st->committing)
+		return DG_OK;
+	st->committing = 1;
+	/* a hook may remove itself or write (opening the next batch) */
+	n = st->nhooks;
+	for (i = 0; i < n && i < st->nhooks; i++)
+		st->hooks[i].fn(st->hooks[i].arg);
+	st->committing = 0;
+	return DG_OK;
+}
+
+int
+dg_store_pending(dg_store *st)
+{
+	return st->batch_open;
+}
+
+dg_err
+dg_store_batch(dg_store *st, struct event_base *base, int delay_ms)
+{
+	dg_err err = DG_OK;
+
+	if (st->commit_ev) {
+		err = dg_store_sync(st);
+		event_free(st->commit_ev);
+		st->commit_ev = NULL;
+	}
+	if (!base)
+		return err;
+	if (!(st->commit_ev = event_new(base, -1, 0, on_commit_ev, st)))
+		return DG_ERR_NOMEM;
+	st->delay_ms = delay_ms > 0 ? delay_ms : 0;
+	return err;
+}
+
+dg_err
+dg_store_on_commit(dg_store *st, void (*fn)(void *), void *arg)
+{
+	if (st->nhooks == HOOKS_MAX)
+		return DG_ERR_NOMEM;
+	st->hooks[st->nhooks].fn = fn;
+	st->hooks[st->nhooks++].arg = arg;
+	return DG_OK;
+}
+
+void
+dg_store_on_commit_remove(dg_store *st, void (*fn)(void *), void *arg)
+{
+	int i;
+
+	for (i = 0; i < st->nhooks; i++) {
+		if (st->hooks[i].fn == fn && st->hooks[i].arg == arg) {
+			memmove(&st->hooks[i], &st->hooks[i + 1], sizeof(st->hooks[0]) * (size_t)(st->nhooks - i - 1));
+			st->nhooks--;
+			return;
+		}
+	}
 }
 
 static dg_err
@@ -166,6 +328,8 @@ dg_store_free(dg_store *st)
 
 	if (!st)
 		return;
+	if (st->commit_ev)
+		dg_store_batch(st, NULL, 0);
 	for (i = 0; i < st->nstmts; i++) {
 		sqlite3_finalize(st->stmts[i].stmt);
 		free(st->stmts[i].sql);
@@ -196,9 +360,10 @@ dg_store_prepare(dg_store *st, const char *sql)
 
 	for (i = 0; i < st->nstmts; i++) {
 		if (strcmp(st->stmts[i].sql, sql) == 0) {
-			sqlite3_reset(st->stmts[i].stmt);
-			sqlite3_clear_bindings(st->stmts[i].stmt);
-			return st->stmts[i].stmt;
+			s = st->stmts[i].stmt;
+			sqlite3_reset(s);
+			sqlite3_clear_bindings(s);
+			goto found;
 		}
 	}
 	rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
@@ -220,5 +385,10 @@ dg_store_prepare(dg_store *st, const char *sql)
 		return NULL;
 	}
 	st->stmts[st->nstmts++].stmt = s;
+found:
+	/* a write joins the open batch (or opens one); if that fails it
+	 * runs on its own, durable at once, which is still correct */
+	if (st->commit_ev && !sqlite3_stmt_readonly(s))
+		batch_open(st);
 	return s;
 }
