@@ -7,6 +7,9 @@
  *       update/accepted and an update/documents of the service's sizes
  *       (no JSON, no SQLite): the ceiling of any service on this client
  *       library, broker and machine (reference)
+ *   shadow_bench publish URI < LINES            publish "TOPIC PAYLOAD"
+ *       lines from stdin at QoS 1 and exit when every one is acknowledged
+ *       (bench/coap sends its 1,000 commands with it)
  *
  * Keeps WINDOW requests outstanding (pipelined), QoS 1 both ways, and
  * prints "<mode> N messages in S s: R msg/s".
@@ -30,6 +33,8 @@ struct bench {
 	dg_mqtt *m;
 	int shadow;
 	int responder;
+	int publisher;
+	long acked;
 	long n, devices, window, sent, received, rejected;
 	uint64_t t0, t1;
 	int started;
@@ -106,6 +111,45 @@ on_message(dg_mqtt *m, const char *topic, const void *payload, size_t len,
 }
 
 static void
+on_puback(dg_mqtt *m, void *cookie, dg_err result)
+{
+	struct bench *b = cookie;
+
+	if (result != DG_OK) {
+		fprintf(stderr, "publish failed: %s\n", dg_strerror(result));
+		b->rejected++;
+	}
+	if (++b->acked == b->sent)
+		event_base_loopbreak(b->base);
+}
+
+/* Every stdin line "TOPIC PAYLOAD", read at start; b->sent of them. */
+static void
+publish_lines(struct bench *b)
+{
+	char *line = NULL, *sp;
+	size_t cap = 0;
+	ssize_t n;
+
+	while ((n = getline(&line, &cap, stdin)) > 0) {
+		if (line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (!(sp = strchr(line, ' ')))
+			continue;
+		*sp++ = '\0';
+		if (dg_mqtt_publish(b->m, line, sp, strlen(sp), 1, 0, on_puback, b) != DG_OK) {
+			fprintf(stderr, "cannot publish to %s\n", line);
+			b->rejected++;
+			continue;
+		}
+		b->sent++;
+	}
+	free(line);
+	if (b->sent == 0)
+		event_base_loopbreak(b->base);
+}
+
+static void
 on_connect(dg_mqtt *m, void *arg)
 {
 	struct bench *b = arg;
@@ -113,6 +157,10 @@ on_connect(dg_mqtt *m, void *arg)
 	if (b->started)
 		return;
 	b->started = 1;
+	if (b->publisher) {
+		publish_lines(b);
+		return;
+	}
 	/* give the broker a moment to install the subscriptions */
 	usleep(200000);
 	b->t0 = dg_util_now_ms();
@@ -129,13 +177,14 @@ main(int argc, char **argv)
 	char id[64];
 
 	b.responder = argc == 3 && strcmp(argv[1], "responder") == 0;
-	if (argc != 6 && !b.responder) {
+	b.publisher = argc == 3 && strcmp(argv[1], "publish") == 0;
+	if (argc != 6 && !b.responder && !b.publisher) {
 		fprintf(stderr, "usage: shadow_bench shadow|broker URI N DEVICES WINDOW\n"
-		    "       shadow_bench responder URI\n");
+		    "       shadow_bench responder|publish URI\n");
 		return 2;
 	}
 	b.shadow = strcmp(argv[1], "shadow") == 0;
-	if (b.responder) {
+	if (b.responder || b.publisher) {
 		b.n = b.devices = 1;
 		b.window = 1024;
 	} else {
@@ -155,6 +204,13 @@ main(int argc, char **argv)
 	o.clean_session = 1;
 	if (!(b.m = dg_mqtt_new(b.base, &o, &cb, &b, &err)))
 		return 1;
+	if (b.publisher) {
+		event_base_dispatch(b.base);
+		dg_mqtt_free(b.m, 1000);
+		event_base_free(b.base);
+		printf("published %ld, acknowledged %ld\n", b.sent, b.acked);
+		return b.rejected || b.acked != b.sent ? 1 : 0;
+	}
 	if (b.responder) {
 		dg_mqtt_subscribe(b.m, "state/+/update", 1);
 		event_base_dispatch(b.base); /* until killed */
