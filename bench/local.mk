@@ -27,3 +27,7 @@ noinst_PROGRAMS += bench/udp_relay
 bench_udp_relay_SOURCES = bench/udp_relay.c
 bench_udp_relay_CFLAGS = $(src_libdgcore_la_CFLAGS)
 bench_udp_relay_LDADD = src/libdgcore.la
+noinst_PROGRAMS += bench/delta/apply_bench
+bench_delta_apply_bench_SOURCES = bench/delta/apply_bench.c
+bench_delta_apply_bench_CFLAGS = $(src_libdgcore_la_CFLAGS)
+bench_delta_apply_bench_LDADD = src/libdgcore.la
