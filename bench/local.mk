@@ -20,7 +20,7 @@ bench_swu_gzprobe_CFLAGS = $(src_libdgcore_la_CFLAGS)
 bench_swu_gzprobe_LDADD = src/libdgcore.la
 EXTRA_DIST += bench/swu/gzip-repro.sh
 # delta engine (issue 6)
-EXTRA_DIST += bench/delta
+EXTRA_DIST += bench/delta/run.sh bench/delta/genprog.py bench/delta/mktree.py bench/delta/apply-speed.sh
 # coap (issue 5): bench/coap, bench/udp_relay (a lossy UDP link)
 EXTRA_DIST += bench/coap
 noinst_PROGRAMS += bench/udp_relay

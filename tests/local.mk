@@ -127,6 +127,7 @@ INTEGRATION_TESTS += \
 	tests/integration/65-coap-push-dtls.sh
 # 64 uses bench/udp_relay (noinst_PROGRAMS: built by "make", thus by "make check")
 EXTRA_DIST += tests/lib-coap.sh
+EXTRA_DIST += tests/lib-delta.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)

@@ -1,20 +1,8 @@
 #!/bin/sh
 # deltagate diff / diffgen / apply / inspect: round trips and exit codes.
 set -u
-: "${top_builddir:=$(cd "$(dirname "$0")/../.." && pwd)}"
-DG="$top_builddir/src/deltagate"
-W=$(mktemp -d "${TMPDIR:-/tmp}/dg40.XXXXXX")
-trap 'rm -rf "$W"' EXIT INT TERM
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
-check() { # check NAME EXPECTED_STATUS COMMAND...
-	name=$1; want=$2; shift 2
-	"$@" >"$W/cmd.out" 2>"$W/err"; got=$?
-	if [ "$got" -eq "$want" ]; then ok "$name"; else
-		nok "$name (exit $got, want $want)"; sed 's/^/# /' "$W/err"; fi
-}
+DL_NAME=dg40
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/lib-delta.sh"
 
 # a source with structure, and a target with edits, an insertion and a move
 awk 'BEGIN { srand(7); for (i = 0; i < 40000; i++) printf "line %d value %d\n", i, int(rand()*1000) }' >"$W/src"

@@ -2,23 +2,8 @@
 # deltagate diff/diffgen: recompressed targets - gzip members zlib cannot
 # rebuild (GNU gzip -9), and sw-description signed by --sign-command.
 set -u
-: "${top_builddir:=$(cd "$(dirname "$0")/../.." && pwd)}"
-DG="$top_builddir/src/deltagate"
-W=$(mktemp -d "${TMPDIR:-/tmp}/dg41.XXXXXX")
-trap 'rm -rf "$W"' EXIT INT TERM
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
-check() { # check NAME EXPECTED_STATUS COMMAND...
-	name=$1; want=$2; shift 2
-	"$@" >"$W/cmd.out" 2>"$W/err"; got=$?
-	if [ "$got" -eq "$want" ]; then ok "$name"; else
-		nok "$name (exit $got, want $want)"; sed 's/^/# /' "$W/err"; fi
-}
-same() { # same NAME FILE1 FILE2
-	if cmp -s "$2" "$3"; then ok "$1"; else nok "$1"; fi
-}
+DL_NAME=dg41
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/lib-delta.sh"
 listing() { cpio -t --quiet <"$1" | tr '\n' ' '; }
 
 # binary data GNU gzip -9 compresses differently from every zlib setting

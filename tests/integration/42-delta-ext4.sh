@@ -7,23 +7,8 @@
 # mappings whose pages are dropped as they go (dg_delta.c, trim_maps):
 # every output is compared byte for byte.
 set -u
-: "${top_builddir:=$(cd "$(dirname "$0")/../.." && pwd)}"
-DG="$top_builddir/src/deltagate"
-W=$(mktemp -d "${TMPDIR:-/tmp}/dg42.XXXXXX")
-trap 'rm -rf "$W"' EXIT INT TERM
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
-check() { # check NAME EXPECTED_STATUS COMMAND...
-	name=$1; want=$2; shift 2
-	"$@" >"$W/cmd.out" 2>"$W/err"; got=$?
-	if [ "$got" -eq "$want" ]; then ok "$name"; else
-		nok "$name (exit $got, want $want)"; sed 's/^/# /' "$W/err"; fi
-}
-same() { # same NAME FILE1 FILE2
-	if cmp -s "$2" "$3"; then ok "$1"; else nok "$1"; fi
-}
+DL_NAME=dg42
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/lib-delta.sh"
 
 # two versions of a tree: text and binary files, some edited in place,
 # some deleted, some added; then an image of each
