@@ -37,10 +37,10 @@
 #define MAX_CTRL_RATIO 64 /* control bytes per target byte, generous */
 
 enum { KIND_RAW = 1, KIND_COPY = 2, KIND_BSDIFF = 3, KIND_ZPATCH = 4, KIND_BSDIFF_X64 = 5,
-       KIND_ARCHIVE = 6, KIND_MAX_ };
+       KIND_ARCHIVE = 6, KIND_ARCHIVE_SPLIT = 7, KIND_MAX_ };
 
 /* parts each kind uses; the others must be empty */
-static const unsigned kind_parts[KIND_MAX_] = { 0, 1, 0, 3, 1, 4, 1 };
+static const unsigned kind_parts[KIND_MAX_] = { 0, 1, 0, 3, 1, 4, 1, 1 };
 enum { CODEC_NONE = 0, CODEC_ZSTD = 1, CODEC_XZ = 2, CODEC_MAX_ };
 
 /* Streamed parts (control, diff, extra) are encoded with windows of at most
@@ -80,6 +80,8 @@ struct aseg {
 	dg_gzip_params p;       /* target segments only */
 	uint8_t *hdr;           /* raw gzip header (target segments only) */
 	size_t hdrlen;
+	dg_gzip_split *sp;      /* restart points (KIND_ARCHIVE_SPLIT), nsp of them */
+	size_t nsp;
 };
 
 struct archive {
@@ -105,8 +107,12 @@ archive_free(struct archive *ar)
 	if (!ar)
 		return;
 	/* nt may be set before t is allocated (spec_load failing) */
-	for (size_t i = 0; ar->t && i < ar->nt; i++)
+	for (size_t i = 0; ar->t && i < ar->nt; i++) {
 		free(ar->t[i].hdr);
+		free(ar->t[i].sp);
+	}
+	for (size_t i = 0; ar->s && i < ar->ns; i++)
+		free(ar->s[i].sp);
 	free(ar->s);
 	free(ar->t);
 	free(ar);
@@ -114,7 +120,7 @@ archive_free(struct archive *ar)
 
 struct din;
 static dg_err spec_load(const struct din *d, const struct part *p, const struct header *h,
-			struct archive **out);
+			int split, struct archive **out);
 static uint64_t rd_varint(const uint8_t *p, size_t len, size_t *pos, int *bad);
 
 /* ---- little-endian helpers ---- */
@@ -309,7 +315,7 @@ parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct i
 			p->off = pos;
 			pos += p->clen;
 		}
-		if (it->kind == KIND_ARCHIVE) {
+		if (it->kind == KIND_ARCHIVE || it->kind == KIND_ARCHIVE_SPLIT) {
 			/* only first; it spans both files and redefines the spaces
 			 * the following items work in */
 			if (i != 0 || it->filter || it->out_len != h->tgt_size || it->src_off ||
@@ -318,7 +324,8 @@ parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct i
 				err = DG_ERR_DELTA_CORRUPT;
 				goto fail;
 			}
-			if ((err = spec_load(d, &it->p[0], h, &h->ar)))
+			if ((err = spec_load(d, &it->p[0], h, it->kind == KIND_ARCHIVE_SPLIT,
+					     &h->ar)))
 				goto fail;
 			ssz = h->ar->es;
 			tsz = h->ar->er;
@@ -655,9 +662,56 @@ preader_finish(struct preader *r)
 /* ---- archive spec (part 0 of a KIND_ARCHIVE item), all varints:
  *   ns, then per source segment: gz, clen[, rlen if gz]
  *   nt, then per target segment: gz, rlen[, clen, level, mem_level,
- *       strategy, window_bits, hdrlen, hdr bytes if gz] ---- */
+ *       strategy, window_bits, hdrlen, hdr bytes if gz]
+ * KIND_ARCHIVE_SPLIT: each gz segment then lists its restart points:
+ *   n, then n x (bit - previous bit, raw - previous raw, and clean - raw
+ *   for a source segment, the primed bits for a target one) ---- */
+
+/* Restart points of gz segment g; rlen and clen must be set. Checked so
+ * that every chunk is non-empty and inside the member. */
 static dg_err
-spec_load(const struct din *d, const struct part *p, const struct header *h, struct archive **out)
+splits_load(const uint8_t *buf, size_t len, size_t *pos, struct aseg *g, int target)
+{
+	uint64_t n, bit = 0, raw = 0, clean = 0, v[3];
+	int bad = 0;
+
+	n = rd_varint(buf, len, pos, &bad);
+	if (bad || n > (len - *pos) / 3 || n > g->rlen / 4096)
+		return DG_ERR_DELTA_CORRUPT;
+	if (n == 0)
+		return DG_OK;
+	if (!(g->sp = calloc((size_t)n, sizeof(*g->sp))))
+		return DG_ERR_NOMEM;
+	g->nsp = (size_t)n;
+	for (size_t i = 0; i < g->nsp; i++) {
+		dg_gzip_split *s = &g->sp[i];
+
+		for (int k = 0; k < 3; k++)
+			v[k] = rd_varint(buf, len, pos, &bad);
+		if (bad || v[0] == 0 || v[1] == 0 || v[0] > g->clen * 8 - bit ||
+		    v[1] >= g->rlen - raw)
+			return DG_ERR_DELTA_CORRUPT;
+		bit += v[0];
+		raw += v[1];
+		s->bit = bit;
+		s->raw = raw;
+		if (target) {
+			/* inside the deflate data, behind the header */
+			if (v[2] >> (bit % 8) || bit / 8 >= g->clen - g->hdrlen - 8)
+				return DG_ERR_DELTA_CORRUPT;
+			s->bits = (uint8_t)v[2];
+		} else {
+			if (v[2] > DG_GZIP_MAX_DIRTY || v[2] > g->rlen - raw || raw + v[2] <= clean)
+				return DG_ERR_DELTA_CORRUPT;
+			s->clean = clean = raw + v[2];
+		}
+	}
+	return DG_OK;
+}
+
+static dg_err
+spec_load(const struct din *d, const struct part *p, const struct header *h, int split,
+	  struct archive **out)
 {
 	struct preader r;
 	struct archive *ar = NULL;
@@ -698,6 +752,11 @@ spec_load(const struct din *d, const struct part *p, const struct header *h, str
 		g->gz = (uint8_t)v[0];
 		g->clen = v[1];
 		g->rlen = v[2];
+		if (split && g->gz && (g->clen < 18 || (err = splits_load(buf, len, &pos, g, 0)))) {
+			err = err ? err : DG_ERR_DELTA_CORRUPT;
+			goto fail;
+		}
+		err = DG_ERR_DELTA_CORRUPT;
 		ssum += g->clen;
 		ar->es += g->rlen;
 	}
@@ -718,8 +777,8 @@ spec_load(const struct din *d, const struct part *p, const struct header *h, str
 		if (g->gz) {
 			for (int k = 2; k < 8; k++)
 				v[k] = rd_varint(buf, len, &pos, &bad);
-			if (bad || v[3] > 255 || v[4] > 255 || v[5] > 255 || v[6] > 255 ||
-			    v[7] < 10 || v[7] > len - pos)
+			if (bad || v[2] > (1ull << 42) || v[3] > 255 || v[4] > 255 || v[5] > 255 ||
+			    v[6] > 255 || v[7] < 10 || v[7] > len - pos)
 				goto fail;
 			g->clen = v[2];
 			g->p.level = (uint8_t)v[3];
@@ -733,6 +792,12 @@ spec_load(const struct din *d, const struct part *p, const struct header *h, str
 				goto nomem;
 			memcpy(g->hdr, buf + pos, g->hdrlen);
 			pos += g->hdrlen;
+			if (split && (g->clen < g->hdrlen + 8 ||
+				      (err = splits_load(buf, len, &pos, g, 1)))) {
+				err = err ? err : DG_ERR_DELTA_CORRUPT;
+				goto fail;
+			}
+			err = DG_ERR_DELTA_CORRUPT;
 		}
 		if (g->clen > h->tgt_size - tsum || ar->er + g->rlen < ar->er)
 			goto fail;
@@ -764,6 +829,12 @@ struct applier {
 	const char *scratch_dir; /* NULL: memory only */
 	uint8_t *out;
 	uint64_t done, next_point;
+	unsigned threads;        /* for an archive's inflate and deflate chunks */
+	int out_trim;            /* out is a mapping trim_maps drops */
+	struct pool *pool;       /* folding E(T) while items 1.. write it */
+	uint64_t wm_base, wm_end; /* the item being applied: E(T) range */
+	int wm_hold;             /* its bytes are final only at its end (filter) */
+	uint64_t populate;       /* E(T) is a mapped file of this size */
 	/* file-backed mappings whose pages trim_maps drops */
 	struct {
 		void *p;
@@ -806,14 +877,48 @@ trim_maps(struct applier *a)
 		(void)madvise(a->maps[i].p, a->maps[i].len, MADV_DONTNEED);
 }
 
+struct pool;
+static void pool_advance(struct pool *p, uint64_t wm);
+static void drop_pages(const void *p, size_t len);
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+/* Fault in a writable range at once (Linux 5.14; else nothing happens) */
+static int
+madvise_populate(void *p, size_t len)
+{
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), b = (uintptr_t)p & ~(pg - 1);
+
+	return madvise((void *)b, (uintptr_t)p + len - b, MADV_POPULATE_WRITE);
+}
+
+/* E(T) bytes that are final: the finished items', and the current one's
+ * written so far unless a filter still has to run over them. */
+static uint64_t
+final_bytes(const struct applier *a)
+{
+	if (a->wm_hold || a->done < a->wm_base)
+		return a->wm_base;
+	return a->done < a->wm_end ? a->done : a->wm_end;
+}
+
 static dg_err
 check_cancel(struct applier *a)
 {
+	if (a->pool)
+		pool_advance(a->pool, final_bytes(a));
 	if (a->o && a->o->cancel && atomic_load(a->o->cancel))
 		return DG_ERR_CANCELED;
 	if (a->o && a->o->progress)
 		a->o->progress(a->o->progress_arg, a->done, a->h->tgt_size);
 	trim_maps(a);
+	if (a->pool && a->populate && a->done < a->populate) {
+		/* the next piece of E(T) in one call rather than a fault a page */
+		uint64_t n = a->populate - a->done < TRIM_EVERY ? a->populate - a->done : TRIM_EVERY;
+
+		(void)madvise_populate(a->out + a->done, (size_t)n);
+	}
 	a->next_point = a->done + TRIM_EVERY;
 	return DG_OK;
 }
@@ -862,6 +967,7 @@ struct scratch {
 	uint8_t *p;
 	size_t len;
 	int mapped;
+	int fd;                 /* the mapped file, for pwrite; else -1 */
 };
 
 static dg_err
@@ -872,6 +978,7 @@ scratch_new(struct applier *a, size_t len, struct scratch *s)
 	dg_err err;
 
 	memset(s, 0, sizeof(*s));
+	s->fd = -1;
 	s->len = len;
 	if (len == 0)
 		return DG_OK;
@@ -900,8 +1007,8 @@ scratch_new(struct applier *a, size_t len, struct scratch *s)
 		goto fail;
 	}
 	s->mapped = 1;
+	s->fd = fd;
 	trim_add(a, s->p, len);
-	close(fd);
 	free(path);
 	return DG_OK;
 fail:
@@ -920,7 +1027,10 @@ scratch_free(struct applier *a, struct scratch *s)
 	}
 	else
 		free(s->p);
+	if (s->mapped && s->fd >= 0)
+		close(s->fd);
 	memset(s, 0, sizeof(*s));
+	s->fd = -1;
 }
 
 static dg_err
@@ -1199,6 +1309,9 @@ apply_items(struct applier *a, const struct item *items, uint32_t nitems)
 		const struct item *it = &items[i];
 		uint8_t *out = a->out + opos;
 
+		a->wm_base = opos;
+		a->wm_end = opos + it->out_len;
+		a->wm_hold = it->filter != DG_BCJ_NONE;
 		if ((err = check_cancel(a)))
 			return err;
 		src = a->src + it->src_off;
@@ -1250,6 +1363,8 @@ apply_items(struct applier *a, const struct item *items, uint32_t nitems)
 		if (it->filter != DG_BCJ_NONE)
 			dg_bcj_decode(it->filter, out, (size_t)it->out_len);
 		opos += it->out_len;
+		a->wm_base = a->wm_end = opos;
+		a->wm_hold = 0;
 	}
 	return check_cancel(a);
 }
@@ -1303,6 +1418,376 @@ archive_expand(struct applier *a, const struct archive *ar, const uint8_t *src, 
 	return DG_OK;
 }
 
+unsigned
+dg_delta_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 1024 ? 1024 : (unsigned)n;
+}
+
+/* ---- an archive's expansion and folding, in chunks, in threads ----
+ *
+ * Expanding: a plain source segment is copied, a gzip one inflated whole,
+ * or in chunks from its restart points (docs/delta-format.md). Folding:
+ * a plain target segment is copied, a gzip one deflated whole or in
+ * chunks. Fold tasks wait until the E(T) bytes they read are final
+ * (items 1.. write E(T) front to back on the calling thread meanwhile),
+ * and are taken in order. Workers never call back into the caller
+ * (progress runs on the applying thread) and drop the pages of the
+ * mapped files they went through themselves. */
+enum { PT_COPY, PT_INFLATE, PT_INFLATE_PART, PT_DEFLATE, PT_DEFLATE_PART };
+
+struct ptask {
+	uint8_t kind;
+	uint8_t trim_in, trim_out;  /* mapped files: drop the pages afterwards */
+	const struct aseg *g;
+	size_t part;                /* *_PART: chunk 0..g->nsp */
+	const uint8_t *in;          /* segment's bytes: source file / E(T) */
+	uint8_t *out;               /* segment's place: E(S) / target file */
+	int out_fd;                 /* expanding: E(S)'s file (pwrite), or -1 */
+	uint64_t out_off;           /* the segment's offset in it */
+	uint64_t need;              /* E(T) bytes final before it may start */
+	uint32_t crc;               /* *_PART: CRC-32 of the chunk's raw bytes */
+	uint64_t crc_len;
+};
+
+struct pool {
+	struct applier *a;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct ptask *t;
+	size_t n, next;
+	unsigned running;           /* workers not yet returned */
+	uint64_t wm;                /* E(T) bytes final */
+	dg_err err;                 /* the first failure; stops the rest */
+	atomic_int stop;
+	pthread_t tid[DG_DELTA_MAX_THREADS];
+	unsigned nt;
+};
+
+static void
+drop_pages(const void *p, size_t len)
+{
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), b = (uintptr_t)p & ~(pg - 1);
+
+	if (len)
+		(void)madvise((void *)b, (uintptr_t)p + len - b, MADV_DONTNEED);
+}
+
+static dg_err
+task_cancel(const struct applier *a, const struct pool *p)
+{
+	if (p && atomic_load(&p->stop))
+		return DG_ERR_CANCELED;
+	if (a->o && a->o->cancel && atomic_load(a->o->cancel))
+		return DG_ERR_CANCELED;
+	return DG_OK;
+}
+
+/* a gzip member of the source: its deflate data */
+static dg_err
+member_deflate(const uint8_t *gz, uint64_t clen, const uint8_t **def, size_t *dlen)
+{
+	dg_gzip_header h;
+
+	if (dg_gzip_parse_header(gz, (size_t)clen, &h) || clen < h.len + 8)
+		return DG_ERR_DELTA_CORRUPT;
+	*def = gz + h.len;
+	*dlen = (size_t)(clen - h.len - 8);
+	return DG_OK;
+}
+
+/* Expanded bytes into E(S): written to its file, which keeps them out of
+ * the process (and costs no page faults), or copied when it is memory. */
+struct swriter {
+	const struct ptask *t;
+	uint64_t pos, end;          /* within the segment */
+	uint32_t crc;
+};
+
+static dg_err
+swrite(void *arg, const void *data, size_t len)
+{
+	struct swriter *w = arg;
+	const uint8_t *p = data;
+
+	if (len > w->end - w->pos)
+		return DG_ERR_DELTA_CORRUPT;
+	w->crc = (uint32_t)crc32_z(w->crc, data, len);
+	if (w->t->out_fd < 0) {
+		memcpy(w->t->out + w->pos, data, len);
+		w->pos += len;
+		return DG_OK;
+	}
+	while (len) {
+		ssize_t r = pwrite(w->t->out_fd, p, len, (off_t)(w->t->out_off + w->pos));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? dg_err_from_errno(errno) : DG_ERR_IO;
+		p += r;
+		len -= (size_t)r;
+		w->pos += (uint64_t)r;
+	}
+	return DG_OK;
+}
+
+static dg_err
+task_run(struct applier *a, struct pool *p, struct ptask *t)
+{
+	const struct aseg *g = t->g;
+	size_t j = t->part;
+	int inl = p == NULL;        /* on the applying thread */
+	dg_err err = DG_OK;
+
+	switch (t->kind) {
+	case PT_COPY:
+		for (uint64_t o = 0; o < g->rlen && !err;) {
+			size_t k = g->rlen - o < TRIM_EVERY ? (size_t)(g->rlen - o) : TRIM_EVERY;
+			struct swriter w = { t, o, g->rlen, 0 };
+
+			if (t->out_fd >= 0 && (err = swrite(&w, t->in + o, k)))
+				return err;
+			if (t->out_fd < 0)
+				memcpy(t->out + o, t->in + o, k);
+			if (t->trim_in)
+				drop_pages(t->in + o, k);
+			if (t->trim_out)
+				drop_pages(t->out + o, k);
+			o += k;
+			err = inl ? check_cancel(a) : task_cancel(a, p);
+		}
+		return err;
+	case PT_INFLATE: {
+		struct swriter w = { t, 0, g->rlen, 0 };
+		uint64_t rl;
+
+		err = dg_gzip_inflate(t->in, (size_t)g->clen, swrite, &w, &rl);
+		if (err == DG_ERR_NOMEM || err == DG_ERR_IO || err == DG_ERR_NOSPC)
+			return err;
+		return err || rl != g->rlen ? DG_ERR_DELTA_CORRUPT : DG_OK;
+	}
+	case PT_INFLATE_PART: {
+		const uint8_t *def;
+		size_t dlen;
+		uint64_t bit = j ? g->sp[j - 1].bit : 0, raw = j ? g->sp[j - 1].raw : 0;
+		uint64_t c0 = j ? g->sp[j - 1].clean : 0, c1 = j < g->nsp ? g->sp[j].clean : g->rlen;
+
+		struct swriter w = { t, c0, c1, 0 };
+
+		if ((err = member_deflate(t->in, g->clen, &def, &dlen)))
+			return err;
+		err = dg_gzip_inflate_from(def, dlen, bit, c0 - raw, c1 - c0, j == g->nsp, swrite, &w);
+		if (err == DG_ERR_NOMEM || err == DG_ERR_IO || err == DG_ERR_NOSPC)
+			return err;
+		if (err || w.pos != c1)
+			return DG_ERR_DELTA_CORRUPT;
+		t->crc = w.crc;
+		t->crc_len = c1 - c0;
+		return task_cancel(a, p);
+	}
+	case PT_DEFLATE: {
+		struct bw b = { t->out, 0, g->clen, inl ? a : NULL, TRIM_EVERY };
+		dg_gzip_stream *gs = dg_gzip_stream_new(&g->p, g->hdr, g->hdrlen, bw_write, &b, &err);
+
+		for (uint64_t o = 0; gs && !err && o < g->rlen;) {
+			size_t k = g->rlen - o < TRIM_EVERY ? (size_t)(g->rlen - o) : TRIM_EVERY;
+
+			err = dg_gzip_stream_write(gs, t->in + o, k);
+			if (t->trim_in)
+				drop_pages(t->in + o, k);
+			o += k;
+			if (!err)
+				err = inl ? check_cancel(a) : task_cancel(a, p);
+		}
+		if (gs && !err)
+			err = dg_gzip_stream_finish(gs);
+		dg_gzip_stream_free(gs);
+		if (t->trim_out)
+			drop_pages(t->out, (size_t)g->clen);
+		if (err == DG_ERR_CANCELED || err == DG_ERR_NOMEM)
+			return err;
+		/* recompression does not give the member back */
+		return err || b.pos != g->clen ? DG_ERR_DELTA_TARGET : DG_OK;
+	}
+	case PT_DEFLATE_PART: {
+		uint64_t from = j ? g->sp[j - 1].raw : 0, end = j < g->nsp ? g->sp[j].raw : g->rlen;
+		uint64_t b0 = j ? g->sp[j - 1].bit / 8 : 0;
+		uint64_t b1 = j < g->nsp ? g->sp[j].bit / 8 : g->clen - g->hdrlen - 8;
+		uint64_t limit = j < g->nsp && end + DG_GZIP_SLACK < g->rlen ? end + DG_GZIP_SLACK : g->rlen;
+		uint64_t w = from < DG_GZIP_WINDOW ? from : DG_GZIP_WINDOW;
+
+		if (j == 0)
+			memcpy(t->out, g->hdr, g->hdrlen);
+		err = dg_gzip_deflate_from(&g->p, t->in, from, limit, j ? (unsigned)(g->sp[j - 1].bit % 8) : 0,
+					   j ? g->sp[j - 1].bits : 0, j == g->nsp,
+					   t->out + g->hdrlen + b0, (size_t)(b1 - b0));
+		if (err)
+			return err == DG_ERR_NOMEM ? err : DG_ERR_DELTA_TARGET;
+		t->crc = (uint32_t)crc32_z(0, t->in + from, (size_t)(end - from));
+		t->crc_len = end - from;
+		if (t->trim_in)
+			drop_pages(t->in + from - w, (size_t)(limit - from + w));
+		if (t->trim_out)
+			drop_pages(t->out + g->hdrlen + b0, (size_t)(b1 - b0));
+		return task_cancel(a, p);
+	}
+	}
+	return DG_ERR_INTERNAL;
+}
+
+static void *
+pool_worker(void *arg)
+{
+	struct pool *p = arg;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		struct ptask *t;
+		dg_err e;
+
+		while (!atomic_load(&p->stop) && p->next < p->n && p->t[p->next].need > p->wm)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (atomic_load(&p->stop) || p->next == p->n)
+			break;
+		t = &p->t[p->next++];
+		pthread_mutex_unlock(&p->mu);
+		e = task_run(p->a, p, t);
+		pthread_mutex_lock(&p->mu);
+		if (e && !p->err) {
+			p->err = e;
+			atomic_store(&p->stop, 1);
+			pthread_cond_broadcast(&p->cv);
+		}
+	}
+	p->running--;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+static void
+pool_advance(struct pool *p, uint64_t wm)
+{
+	pthread_mutex_lock(&p->mu);
+	if (wm > p->wm) {
+		p->wm = wm;
+		pthread_cond_broadcast(&p->cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Start up to nt workers on t[0..n) (none: the caller runs them in
+ * pool_finish). */
+static void
+pool_start(struct pool *p, struct applier *a, struct ptask *t, size_t n, unsigned nt, uint64_t wm)
+{
+	memset(p, 0, sizeof(*p));
+	p->a = a;
+	p->t = t;
+	p->n = n;
+	p->wm = wm;
+	atomic_init(&p->stop, 0);
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	if (nt > n)
+		nt = (unsigned)n;
+	if (nt < 2)
+		return;
+	pthread_mutex_lock(&p->mu);
+	for (p->nt = 0; p->nt < nt; p->nt++) {
+		if (pthread_create(&p->tid[p->nt], NULL, pool_worker, p) != 0)
+			break;
+		p->running++;
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* All of E(T) is final (or err: stop). Wait for the workers, keeping the
+ * caller's progress, cancellation and trimming going, or run the tasks
+ * here when there are none. */
+static dg_err
+pool_finish(struct pool *p, dg_err err)
+{
+	struct applier *a = p->a;
+
+	pthread_mutex_lock(&p->mu);
+	p->wm = UINT64_MAX;
+	if (err) {
+		atomic_store(&p->stop, 1);
+		if (!p->err)
+			p->err = err;
+	}
+	pthread_cond_broadcast(&p->cv);
+	while (p->running) {
+		struct timespec ts;
+		dg_err e;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+		pthread_mutex_unlock(&p->mu);
+		e = check_cancel(a);
+		pthread_mutex_lock(&p->mu);
+		if (e && !p->err) {
+			p->err = e;
+			atomic_store(&p->stop, 1);
+			pthread_cond_broadcast(&p->cv);
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	for (unsigned i = 0; i < p->nt; i++)
+		pthread_join(p->tid[i], NULL);
+	/* no workers: the tasks run here */
+	if (!p->nt)
+		for (; !p->err && p->next < p->n; p->next++)
+			if ((p->err = task_run(a, NULL, &p->t[p->next])) == DG_OK)
+				p->err = check_cancel(a);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	return p->err;
+}
+
+static dg_err
+task_add(struct ptask **t, size_t *n, size_t *cap, const struct ptask *x)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? 2 * *cap : 16;
+		struct ptask *nt = realloc(*t, nc * sizeof(*nt));
+
+		if (!nt)
+			return DG_ERR_NOMEM;
+		*t = nt;
+		*cap = nc;
+	}
+	(*t)[(*n)++] = *x;
+	return DG_OK;
+}
+
+/* CRC-32 of a chunked segment from its tasks' */
+static uint32_t
+parts_crc(const struct ptask *t, size_t n)
+{
+	uint32_t c = (uint32_t)crc32_z(0, NULL, 0);
+
+	for (size_t i = 0; i < n; i++)
+		c = (uint32_t)crc32_combine(c, t[i].crc, (z_off_t)t[i].crc_len);
+	return c;
+}
+
+static void
+put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
 static dg_err
 apply_archive(struct applier *a, const struct item *items)
 {
@@ -1310,64 +1795,100 @@ apply_archive(struct applier *a, const struct item *items)
 	struct scratch es, er;
 	const uint8_t *src = a->src;
 	uint8_t *out = a->out;
+	struct ptask *t = NULL, x;
+	size_t n = 0, cap = 0, i, k, first;
 	uint64_t in = 0, opos = 0;
-	dg_gzip_stream *gs = NULL;
-	struct bw b;
+	struct pool pool;
 	dg_err err;
 
 	memset(&es, 0, sizeof(es));
 	memset(&er, 0, sizeof(er));
 	if ((err = scratch_new(a, (size_t)ar->es, &es)) || (err = scratch_new(a, (size_t)ar->er, &er)))
 		goto fail;
-	if ((err = archive_expand(a, ar, src, es.p)))
+	/* expand the source into E(S) */
+	for (i = 0; i < ar->ns; i++) {
+		const struct aseg *g = &ar->s[i];
+
+		x = (struct ptask){ .kind = !g->gz ? PT_COPY : g->nsp ? PT_INFLATE_PART : PT_INFLATE,
+				    .trim_out = (uint8_t)es.mapped, .g = g, .in = src + in,
+				    .out = es.p + opos, .out_fd = es.fd, .out_off = opos };
+		for (k = 0; k <= g->nsp && !err; k++) {
+			x.part = k;
+			err = task_add(&t, &n, &cap, &x);
+		}
+		if (err)
+			goto fail;
+		in += g->clen;
+		opos += g->rlen;
+	}
+	pool_start(&pool, a, t, n, a->threads, UINT64_MAX);
+	if ((err = pool_finish(&pool, DG_OK)))
 		goto fail;
-	a->src = es.p;
-	a->out = er.p;
-	err = apply_items(a, items + 1, a->h->nitems - 1);
-	a->src = src;
-	a->out = out;
-	if (err)
-		goto fail;
-	for (size_t i = 0; i < ar->nt; i++) {
+	/* chunked members: their CRC-32 and length against the trailer */
+	for (i = 0; i < n; i = k) {
+		const struct aseg *g = t[i].g;
+
+		for (k = i + 1; k < n && t[k].g == g; k++)
+			;
+		if (t[i].kind == PT_INFLATE_PART &&
+		    (get32(t[i].in + g->clen - 8) != parts_crc(t + i, k - i) ||
+		     get32(t[i].in + g->clen - 4) != (uint32_t)g->rlen)) {
+			err = DG_ERR_DELTA_CORRUPT;
+			goto fail;
+		}
+	}
+	/* fold E(T) into the target while items 1.. write it */
+	n = 0;
+	in = opos = 0;
+	for (i = 0; i < ar->nt; i++) {
 		const struct aseg *g = &ar->t[i];
 
-		if (!g->gz) {
-			for (uint64_t o = 0; o < g->rlen;) {
-				size_t k = g->rlen - o < TRIM_EVERY ? (size_t)(g->rlen - o) : TRIM_EVERY;
-
-				memcpy(out + opos + o, er.p + in + o, k);
-				o += k;
-				if ((err = check_cancel(a)))
-					goto fail;
-			}
-		} else {
-			b = (struct bw){ out + opos, 0, g->clen, a, TRIM_EVERY };
-			gs = dg_gzip_stream_new(&g->p, g->hdr, g->hdrlen, bw_write, &b, &err);
-			for (uint64_t o = 0; gs && !err && o < g->rlen;) {
-				size_t k = g->rlen - o < TRIM_EVERY ? (size_t)(g->rlen - o) : TRIM_EVERY;
-
-				err = dg_gzip_stream_write(gs, er.p + in + o, k);
-				o += k;
-				if (!err)
-					err = check_cancel(a);
-			}
-			if (!gs || err || (err = dg_gzip_stream_finish(gs)) || b.pos != g->clen) {
-				if (err == DG_ERR_CANCELED)
-					goto fail;
-				/* recompression does not give the member back */
-				err = err == DG_ERR_NOMEM ? err : DG_ERR_DELTA_TARGET;
-				goto fail;
-			}
-			dg_gzip_stream_free(gs);
-			gs = NULL;
+		x = (struct ptask){ .kind = !g->gz ? PT_COPY : g->nsp ? PT_DEFLATE_PART : PT_DEFLATE,
+				    .trim_in = (uint8_t)er.mapped, .trim_out = (uint8_t)a->out_trim,
+				    .g = g, .in = er.p + in, .out = out + opos, .out_fd = -1,
+				    .need = in + g->rlen };
+		for (k = 0; k <= g->nsp && !err; k++) {
+			x.part = k;
+			if (x.kind == PT_DEFLATE_PART && k < g->nsp)
+				x.need = g->sp[k].raw + DG_GZIP_SLACK < g->rlen
+				    ? in + g->sp[k].raw + DG_GZIP_SLACK : in + g->rlen;
+			else
+				x.need = in + g->rlen;
+			err = task_add(&t, &n, &cap, &x);
 		}
+		if (err)
+			goto fail;
 		in += g->rlen;
 		opos += g->clen;
-		if ((err = check_cancel(a)))
-			goto fail;
+	}
+	a->src = es.p;
+	a->out = er.p;
+	a->done = 0;
+	a->wm_base = a->wm_end = 0;
+	a->populate = er.mapped ? ar->er : 0;
+	pool_start(&pool, a, t, n, a->threads, 0);
+	a->pool = pool.nt ? &pool : NULL;
+	err = apply_items(a, items + 1, a->h->nitems - 1);
+	a->pool = NULL;
+	a->populate = 0;
+	a->src = src;
+	a->out = out;
+	if ((err = pool_finish(&pool, err)))
+		goto fail;
+	/* chunked members: the trailer from the chunks' CRC-32 */
+	for (i = 0; i < n; i = k) {
+		const struct aseg *g = t[i].g;
+
+		for (k = i + 1; k < n && t[k].g == g; k++)
+			;
+		first = i;
+		if (t[first].kind == PT_DEFLATE_PART) {
+			put_le32(t[first].out + g->clen - 8, parts_crc(t + i, k - i));
+			put_le32(t[first].out + g->clen - 4, (uint32_t)g->rlen);
+		}
 	}
 fail:
-	dg_gzip_stream_free(gs);
+	free(t);
 	scratch_free(a, &es);
 	scratch_free(a, &er);
 	return err;
@@ -1410,8 +1931,13 @@ apply_core(const uint8_t *src, size_t src_len, const struct din *d,
 	a.out = get_out(ctx, h.tgt_size, &err);
 	if (err)
 		goto fail;
-	if (mapped && h.tgt_size >= TRIM_MAP_MIN)
+	if (mapped && h.tgt_size >= TRIM_MAP_MIN) {
 		trim_add(&a, a.out, (size_t)h.tgt_size);
+		a.out_trim = 1;
+	}
+	a.threads = o && o->threads ? o->threads : dg_delta_cpus();
+	if (a.threads > DG_DELTA_MAX_THREADS)
+		a.threads = DG_DELTA_MAX_THREADS;
 	if (h.ar)
 		err = apply_archive(&a, items);
 	else
@@ -1666,6 +2192,7 @@ kind_name(unsigned k)
 	case KIND_ZPATCH: return "zstd-patch-from";
 	case KIND_BSDIFF_X64: return "bsdiff-x86-64-predict";
 	case KIND_ARCHIVE: return "archive";
+	case KIND_ARCHIVE_SPLIT: return "archive-chunked";
 	default: return "unknown";
 	}
 }
@@ -2957,8 +3484,10 @@ segv_add(struct segv *sv, const struct aseg *g)
 static void
 segv_free(struct segv *sv)
 {
-	for (size_t i = 0; i < sv->n; i++)
+	for (size_t i = 0; i < sv->n; i++) {
 		free(sv->v[i].hdr);
+		free(sv->v[i].sp);
+	}
 	free(sv->v);
 	memset(sv, 0, sizeof(*sv));
 }
@@ -3031,8 +3560,27 @@ scan_file(const uint8_t *buf, size_t len, int target, struct segv *sv)
 	return err;
 }
 
+/* n, then per point: bit and raw as increments, then clean - raw
+ * (source) or the primed bits (target) */
 static dg_err
-spec_encode(const struct segv *ss, const struct segv *ts, dg_buf *b)
+splits_encode(const struct aseg *g, int target, dg_buf *b)
+{
+	uint64_t bit = 0, raw = 0;
+	dg_err err = dg_buf_varint(b, g->nsp);
+
+	for (size_t i = 0; i < g->nsp && !err; i++) {
+		const dg_gzip_split *s = &g->sp[i];
+
+		if (!(err = dg_buf_varint(b, s->bit - bit)) && !(err = dg_buf_varint(b, s->raw - raw)))
+			err = dg_buf_varint(b, target ? s->bits : s->clean - s->raw);
+		bit = s->bit;
+		raw = s->raw;
+	}
+	return err;
+}
+
+static dg_err
+spec_encode(const struct segv *ss, const struct segv *ts, int split, dg_buf *b)
 {
 	dg_err err = DG_OK;
 	size_t i;
@@ -3046,6 +3594,8 @@ spec_encode(const struct segv *ss, const struct segv *ts, dg_buf *b)
 			err = dg_buf_varint(b, ss->v[i].clen);
 		if (!err && ss->v[i].gz)
 			err = dg_buf_varint(b, ss->v[i].rlen);
+		if (!err && ss->v[i].gz && split)
+			err = splits_encode(&ss->v[i], 0, b);
 	}
 	if (!err)
 		err = dg_buf_varint(b, ts->n);
@@ -3060,7 +3610,8 @@ spec_encode(const struct segv *ss, const struct segv *ts, dg_buf *b)
 			      (err = dg_buf_varint(b, g->p.strategy)) ||
 			      (err = dg_buf_varint(b, g->p.window_bits)) ||
 			      (err = dg_buf_varint(b, g->hdrlen)) ||
-			      (err = dg_buf_append(b, g->hdr, g->hdrlen))))
+			      (err = dg_buf_append(b, g->hdr, g->hdrlen)) ||
+			      (split && (err = splits_encode(g, 1, b)))))
 			break;
 	}
 fail:
@@ -3156,11 +3707,48 @@ fail:
  * each against its source counterpart, when the shapes match (no
  * container bytes shift the images, and each pair gets its own method),
  * else one from E(S) to E(T). */
+/* Restart points for the processor's threads in every gzip segment of
+ * sv (buf: the file, e: its expansion); a member that gives none is
+ * simply done whole. */
+static dg_err
+plan_splits(const uint8_t *buf, struct segv *sv, const uint8_t *e, int target,
+	    const dg_delta_diff_opts *opts, int *any)
+{
+	uint64_t every = opts && opts->split_every ? opts->split_every : DG_DELTA_SPLIT_DEFAULT;
+	unsigned threads = opts && opts->threads ? opts->threads : 1;
+	uint64_t in = 0, out = 0;
+	dg_err err = DG_OK;
+
+	for (size_t i = 0; i < sv->n && !err && every != DG_DELTA_SPLIT_NONE; i++) {
+		struct aseg *g = &sv->v[i];
+		const uint8_t *def;
+		size_t dlen;
+
+		if (g->gz && member_deflate(buf + in, g->clen, &def, &dlen) == DG_OK) {
+			if (target)
+				err = dg_gzip_plan_deflate(def, dlen, e + out, g->rlen, &g->p, every,
+							   threads, &g->sp, &g->nsp);
+			else
+				err = dg_gzip_plan_inflate(def, dlen, e + out, g->rlen, every, &g->sp,
+							   &g->nsp);
+			if (err && err != DG_ERR_NOMEM) {
+				dg_log_debug("no restart points in a gzip member: %s", dg_strerror(err));
+				err = DG_OK;
+			}
+			*any |= g->nsp > 0;
+		}
+		in += g->clen;
+		out += g->rlen;
+	}
+	return err;
+}
+
 static dg_err
 diff_archive(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
-	     const struct segv *ss, const struct segv *ts, const dg_delta_diff_opts *opts,
+	     struct segv *ss, struct segv *ts, const dg_delta_diff_opts *opts,
 	     uint8_t **out, size_t *out_len, dg_delta_diff_stats *stats)
 {
+	int split = 0;
 	uint8_t *es = NULL, *et = NULL;
 	size_t cap = 8, i;
 	uint64_t soff = 0, toff = 0, biggest = 0;
@@ -3173,18 +3761,20 @@ diff_archive(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 	memset(&pl, 0, sizeof(pl));
 	memset(&spec, 0, sizeof(spec));
 	memset(&big, 0, sizeof(big));
-	if ((err = expand(src, ss, &es)) || (err = expand(tgt, ts, &et)))
+	if ((err = expand(src, ss, &es)) || (err = expand(tgt, ts, &et)) ||
+	    (err = plan_splits(src, ss, es, 0, opts, &split)) ||
+	    (err = plan_splits(tgt, ts, et, 1, opts, &split)))
 		goto fail;
 	io = opts ? *opts : (dg_delta_diff_opts){ 0 };
 	io.allow_larger = 1;
 	io.progress = NULL;
 	pl.items = calloc(cap, sizeof(struct item));
-	if (!pl.items || (err = spec_encode(ss, ts, &spec))) {
+	if (!pl.items || (err = spec_encode(ss, ts, split, &spec))) {
 		err = err ? err : DG_ERR_NOMEM;
 		goto fail;
 	}
 	pl.n = 1;
-	pl.items[0].kind = KIND_ARCHIVE;
+	pl.items[0].kind = split ? KIND_ARCHIVE_SPLIT : KIND_ARCHIVE;
 	pl.items[0].out_len = m;
 	pl.items[0].src_len = n;
 	if ((err = compress_part(spec.data, spec.len, 19, 1, 0, &pl.items[0].p[0])))

@@ -38,7 +38,18 @@ typedef struct dg_delta_apply_opts {
 	const atomic_int *cancel;       /* may be NULL; non-zero stops apply
 	                                 * with DG_ERR_CANCELED */
 	uint64_t max_target_size;       /* 0: no limit; larger -> DG_ERR_TOOBIG */
+	unsigned threads;               /* an archive's gzip members are inflated
+	                                 * and deflated in chunks by this many
+	                                 * threads; 0: the online CPUs (at most
+	                                 * DG_DELTA_MAX_THREADS); 1: none */
 } dg_delta_apply_opts;
+
+#define DG_DELTA_MAX_THREADS 16
+#define DG_DELTA_SPLIT_DEFAULT (2u << 20)
+#define DG_DELTA_SPLIT_NONE UINT64_MAX
+
+/* Online CPUs, at least 1. */
+unsigned dg_delta_cpus(void);
 
 /* Rebuild target_path from source_path and delta_path (opts may be NULL).
  * Errors: DG_ERR_DELTA_FORMAT (not a delta), DG_ERR_DELTA_VERSION,
@@ -61,6 +72,10 @@ dg_err dg_delta_apply_mem(const uint8_t *src, size_t src_len,
 typedef struct dg_delta_diff_opts {
 	int level;          /* 1..22; 0: 19. Compression effort of the parts */
 	unsigned threads;   /* 0 or 1: one thread */
+	uint64_t split_every; /* restart points in gzip members about every
+	                       * this many expanded bytes, for the processor's
+	                       * threads; 0: DG_DELTA_SPLIT_DEFAULT,
+	                       * DG_DELTA_SPLIT_NONE: none */
 	int allow_larger;   /* emit even if not smaller than the zstd-compressed
 	                     * target (otherwise DG_ERR_DELTA_NOGAIN) */
 	dg_delta_progress_fn progress; /* may be NULL */

@@ -2,6 +2,7 @@
  * recompression. */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 
 #define CHUNK 16384        /* inflate output chunk fed to the candidates */
 #define SCRATCH 16384      /* deflate output compared at a time */
+#define IBUF 65536        /* restarted inflate output per call */
 #define BATCH 8            /* candidates run side by side (~3 MiB of zlib state) */
 
 struct dg_gzip_stream {
@@ -694,4 +696,538 @@ fail:
 	dg_gzip_stream_free(s);
 	free(m.p);
 	return e;
+}
+
+/* ---- restart points ---- */
+
+#define FEED_MAX (1u << 30) /* zlib's avail_in is an unsigned int */
+
+static const uint8_t zero_window[DG_GZIP_WINDOW];
+
+static uInt
+feed_len(uint64_t left)
+{
+	return left > FEED_MAX ? FEED_MAX : (uInt)left;
+}
+
+dg_err
+dg_gzip_blocks(const void *def, size_t len, int (*fn)(void *arg, uint64_t bit, uint64_t raw),
+    void *arg)
+{
+	const uint8_t *d = def;
+	uint8_t *out;
+	uint64_t in = 0, raw = 0, last = 0;
+	z_stream z;
+	dg_err e = DG_OK;
+	int rc;
+
+	memset(&z, 0, sizeof(z));
+	if (!(out = malloc(CHUNK)))
+		return DG_ERR_NOMEM;
+	if ((rc = inflateInit2(&z, -15)) != Z_OK) {
+		free(out);
+		return zerr(rc);
+	}
+	for (;;) {
+		uInt feed = feed_len(len - in);
+
+		z.next_in = (Bytef *)(uintptr_t)(d + in);
+		z.avail_in = feed;
+		z.next_out = out;
+		z.avail_out = CHUNK;
+		rc = inflate(&z, Z_BLOCK);
+		in += feed - z.avail_in;
+		raw += CHUNK - z.avail_out;
+		if (rc == Z_STREAM_END)
+			break;
+		if (rc != Z_OK && rc != Z_BUF_ERROR) {
+			e = rc == Z_DATA_ERROR ? DG_ERR_GZIP_FORMAT : zerr(rc);
+			break;
+		}
+		if (rc == Z_BUF_ERROR || (in == len && z.avail_out == CHUNK && !(z.data_type & 128))) {
+			e = DG_ERR_GZIP_TRUNCATED;
+			break;
+		}
+		if (z.data_type & 128) {
+			uint64_t bit = in * 8 - (uint64_t)(z.data_type & 7);
+
+			if (bit != last && raw && fn(arg, bit, raw))
+				break;
+			last = bit;
+		}
+	}
+	inflateEnd(&z);
+	free(out);
+	return e;
+}
+
+/* An inflater positioned at the boundary at bit of def[0..len). */
+static dg_err
+inflate_at(z_stream *z, const uint8_t *d, size_t len, uint64_t bit, uint64_t *in)
+{
+	int rc;
+
+	memset(z, 0, sizeof(*z));
+	if (bit > (uint64_t)len * 8)
+		return DG_ERR_GZIP_FORMAT;
+	if ((rc = inflateInit2(z, -15)) != Z_OK)
+		return zerr(rc);
+	*in = bit / 8;
+	if (bit % 8) {
+		/* the rest of the byte the boundary falls in */
+		unsigned used = (unsigned)(bit % 8);
+
+		if (inflatePrime(z, (int)(8 - used), d[*in] >> used) != Z_OK)
+			goto fail;
+		(*in)++;
+	}
+	if (bit && inflateSetDictionary(z, zero_window, DG_GZIP_WINDOW) != Z_OK)
+		goto fail;
+	return DG_OK;
+fail:
+	inflateEnd(z);
+	return DG_ERR_ZLIB;
+}
+
+dg_err
+dg_gzip_inflate_from(const void *def, size_t len, uint64_t bit, uint64_t skip, uint64_t n,
+    int last, dg_gzip_write_fn fn, void *arg)
+{
+	const uint8_t *d = def;
+	uint8_t *buf;
+	uint64_t in;
+	z_stream z;
+	dg_err e;
+	int rc;
+
+	if ((e = inflate_at(&z, d, len, bit, &in)))
+		return e;
+	if (!(buf = malloc(IBUF))) {
+		e = DG_ERR_NOMEM;
+		goto done;
+	}
+	for (;;) {
+		uInt feed = feed_len(len - in), cap;
+		uint64_t want = skip ? skip : n;
+		size_t got;
+		int ending = !skip && !n;
+
+		if (ending && !last)
+			break;
+		/* all out: one byte of room shows whether the stream ends */
+		cap = ending ? 1 : want < IBUF ? (uInt)want : IBUF;
+		z.next_out = buf;
+		z.avail_out = cap;
+		z.next_in = (Bytef *)(uintptr_t)(d + in);
+		z.avail_in = feed;
+		rc = inflate(&z, Z_NO_FLUSH);
+		in += feed - z.avail_in;
+		got = cap - z.avail_out;
+		if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+			e = rc == Z_DATA_ERROR ? DG_ERR_GZIP_FORMAT : zerr(rc);
+			break;
+		}
+		if (ending) {
+			if (got || rc != Z_STREAM_END || in != len)
+				e = DG_ERR_GZIP_FORMAT;
+			break;
+		}
+		if (skip)
+			skip -= got;
+		else if (got) {
+			n -= got;
+			if ((e = fn(arg, buf, got)))
+				break;
+		}
+		if (rc == Z_STREAM_END) {
+			if (skip || n)
+				e = DG_ERR_GZIP_TRUNCATED;
+			else if (!last || in != len)
+				e = DG_ERR_GZIP_FORMAT;
+			break;
+		}
+		if (rc == Z_BUF_ERROR || (got == 0 && in == len)) {
+			e = DG_ERR_GZIP_TRUNCATED;
+			break;
+		}
+	}
+done:
+	inflateEnd(&z);
+	free(buf);
+	return e;
+}
+
+dg_err
+dg_gzip_deflate_from(const dg_gzip_params *p, const uint8_t *raw, uint64_t from, uint64_t limit,
+    unsigned nbits, unsigned bits, int last, void *out, size_t n)
+{
+	uint64_t pos = from;
+	uint8_t extra[64];
+	z_stream z;
+	dg_err e = DG_OK;
+	int rc;
+
+	if (dg_gzip_params_check(p) || limit < from || nbits > 7 || bits >> nbits)
+		return DG_ERR_INVAL;
+	if ((rc = deflate_init(&z, p)) != Z_OK)
+		return zerr(rc);
+	if (from) {
+		uint64_t w = from < DG_GZIP_WINDOW ? from : DG_GZIP_WINDOW;
+
+		if (deflateSetDictionary(&z, raw + from - w, (uInt)w) != Z_OK) {
+			e = DG_ERR_ZLIB;
+			goto done;
+		}
+	}
+	if (nbits && deflatePrime(&z, (int)nbits, (int)bits) != Z_OK) {
+		e = DG_ERR_ZLIB;
+		goto done;
+	}
+	z.next_out = out;
+	z.avail_out = n > FEED_MAX ? FEED_MAX : (uInt)n;
+	if (last) {
+		/* the whole rest, then the stream's end, in exactly n bytes */
+		int over = 0;
+
+		for (;;) {
+			uInt feed = feed_len(limit - pos), before;
+
+			if (z.avail_out == 0) {
+				if (n) {
+					z.avail_out = n > FEED_MAX ? FEED_MAX : (uInt)n;
+				} else {
+					z.next_out = extra;
+					z.avail_out = sizeof(extra);
+					over = 1;
+				}
+			}
+			before = z.avail_out;
+			z.next_in = (Bytef *)(uintptr_t)(raw + pos);
+			z.avail_in = feed;
+			rc = deflate(&z, pos + feed == limit ? Z_FINISH : Z_NO_FLUSH);
+			pos += feed - z.avail_in;
+			if (rc == Z_STREAM_ERROR) {
+				e = DG_ERR_ZLIB;
+				break;
+			}
+			if (over) {
+				if (z.avail_out != sizeof(extra) || rc != Z_STREAM_END)
+					e = DG_ERR_GZIP_NOT_REPRODUCIBLE;
+				break;
+			}
+			n -= before - z.avail_out;
+			if (rc == Z_STREAM_END) {
+				if (n)
+					e = DG_ERR_GZIP_NOT_REPRODUCIBLE;
+				break;
+			}
+		}
+		goto done;
+	}
+	/* feed a little at a time: bytes past the n wanted are wasted work */
+	while (n) {
+		uInt feed = limit - pos > CHUNK ? CHUNK : (uInt)(limit - pos), before;
+
+		if (feed == 0) {
+			e = DG_ERR_GZIP_NOT_REPRODUCIBLE;
+			break;
+		}
+		z.next_in = (Bytef *)(uintptr_t)(raw + pos);
+		z.avail_in = feed;
+		do {
+			before = z.avail_out;
+			rc = deflate(&z, Z_NO_FLUSH);
+			n -= before - z.avail_out;
+			if (rc == Z_STREAM_ERROR) {
+				e = DG_ERR_ZLIB;
+				goto done;
+			}
+			if (z.avail_out == 0 && n)
+				z.avail_out = n > FEED_MAX ? FEED_MAX : (uInt)n;
+		} while (z.avail_in && n);
+		pos += feed - z.avail_in;
+	}
+done:
+	deflateEnd(&z);
+	return e;
+}
+
+struct bvec {
+	dg_gzip_split *v;
+	size_t n, cap;
+	int nomem;
+};
+
+static int
+bvec_add(void *arg, uint64_t bit, uint64_t raw)
+{
+	struct bvec *b = arg;
+
+	if (b->n == b->cap) {
+		size_t ncap = b->cap ? 2 * b->cap : 256;
+		dg_gzip_split *nv = realloc(b->v, ncap * sizeof(*nv));
+
+		if (!nv) {
+			b->nomem = 1;
+			return -1;
+		}
+		b->v = nv;
+		b->cap = ncap;
+	}
+	b->v[b->n++] = (dg_gzip_split){ .bit = bit, .raw = raw };
+	return 0;
+}
+
+static dg_err
+all_blocks(const void *def, size_t len, struct bvec *b)
+{
+	dg_err e;
+
+	memset(b, 0, sizeof(*b));
+	e = dg_gzip_blocks(def, len, bvec_add, b);
+	if (!e && b->nomem)
+		e = DG_ERR_NOMEM;
+	if (e) {
+		free(b->v);
+		memset(b, 0, sizeof(*b));
+	}
+	return e;
+}
+
+/* Where inflating from bl (zero window) turns right for good, as an
+ * offset from bl->raw, or UINT64_MAX when not within max_dirty. */
+static uint64_t
+clean_offset(const uint8_t *d, size_t len, const dg_gzip_split *bl, const uint8_t *raw,
+    uint64_t rlen, uint64_t max_dirty)
+{
+	uint64_t in, at = 0, run = 0, runstart = 0, want = rlen - bl->raw;
+	uint8_t *buf;
+	z_stream z;
+	uint64_t res = UINT64_MAX;
+	int rc;
+
+	if (!(buf = malloc(CHUNK)))
+		return UINT64_MAX;
+	if (inflate_at(&z, d, len, bl->bit, &in)) {
+		free(buf);
+		return UINT64_MAX;
+	}
+	while (at < want) {
+		uInt feed = feed_len(len - in), cap = want - at < CHUNK ? (uInt)(want - at) : CHUNK;
+		size_t got, i;
+
+		z.next_in = (Bytef *)(uintptr_t)(d + in);
+		z.avail_in = feed;
+		z.next_out = buf;
+		z.avail_out = cap;
+		rc = inflate(&z, Z_NO_FLUSH);
+		in += feed - z.avail_in;
+		got = cap - z.avail_out;
+		if ((rc != Z_OK && rc != Z_STREAM_END) || got == 0)
+			break;
+		for (i = 0; i < got; i++) {
+			if (buf[i] != raw[bl->raw + at + i])
+				run = 0;
+			else if (!run++)
+				runstart = at + i;
+		}
+		at += got;
+		/* 32 KiB right in a row, or right up to the end */
+		if (run >= DG_GZIP_WINDOW || (at == want && run)) {
+			res = runstart;
+			break;
+		}
+		if (at - run > max_dirty || rc == Z_STREAM_END)
+			break;
+	}
+	inflateEnd(&z);
+	free(buf);
+	return res <= max_dirty ? res : UINT64_MAX;
+}
+
+dg_err
+dg_gzip_plan_inflate(const void *def, size_t len, const uint8_t *raw, uint64_t rlen,
+    uint64_t every, dg_gzip_split **out, size_t *n)
+{
+	struct bvec b;
+	dg_gzip_split *v = NULL;
+	size_t nv = 0, i, k;
+	uint64_t next = every;
+	dg_err e;
+
+	*out = NULL;
+	*n = 0;
+	if (!every || rlen < 2 * every)
+		return DG_OK;
+	if ((e = all_blocks(def, len, &b)))
+		return e;
+	if (b.n && !(v = malloc(b.n * sizeof(*v)))) {
+		free(b.v);
+		return DG_ERR_NOMEM;
+	}
+	for (i = 0; i < b.n; i++) {
+		uint64_t c;
+
+		if (b.v[i].raw < next || rlen - b.v[i].raw < every / 2)
+			continue;
+		/* this boundary or one of the next few: the one that turns
+		 * right soonest within a quarter of the dirty limit */
+		for (k = i; k < b.n && k < i + 8 && b.v[k].raw < next + every / 4; k++) {
+			c = clean_offset(def, len, &b.v[k], raw, rlen, DG_GZIP_MAX_DIRTY / 4);
+			if (c != UINT64_MAX && (!nv || b.v[k].raw + c > v[nv - 1].clean)) {
+				v[nv] = b.v[k];
+				v[nv].clean = b.v[k].raw + c;
+				nv++;
+				break;
+			}
+		}
+		i = k < b.n ? k : b.n - 1;
+		next = b.v[i].raw + every;
+	}
+	free(b.v);
+	if (!nv) {
+		free(v);
+		v = NULL;
+	}
+	*out = v;
+	*n = nv;
+	return DG_OK;
+}
+
+/* ---- checking deflate restart points, in threads ---- */
+
+struct dcheck {
+	const uint8_t *def;
+	size_t len;
+	const uint8_t *raw;
+	uint64_t rlen;
+	const dg_gzip_params *p;
+	const dg_gzip_split *v; /* chosen points, nv of them */
+	size_t nv;
+	int *bad;               /* per chunk (nv + 1): 0 ok, 1 start wrong, 2 end unreached */
+	pthread_mutex_t mu;
+	size_t next;
+};
+
+static void
+check_chunk(struct dcheck *c, size_t j)
+{
+	uint64_t from = j ? c->v[j - 1].raw : 0, b0 = j ? c->v[j - 1].bit / 8 : 0;
+	unsigned nbits = j ? (unsigned)(c->v[j - 1].bit % 8) : 0, bits = j ? c->v[j - 1].bits : 0;
+	int last = j == c->nv;
+	uint64_t b1 = last ? c->len : c->v[j].bit / 8;
+	uint64_t limit = last ? c->rlen : c->v[j].raw + DG_GZIP_SLACK;
+	uint8_t *buf;
+	dg_err e;
+
+	if (limit > c->rlen)
+		limit = c->rlen;
+	if (!(buf = malloc(b1 - b0 ? (size_t)(b1 - b0) : 1))) {
+		c->bad[j] = 1;
+		return;
+	}
+	e = dg_gzip_deflate_from(c->p, c->raw, from, limit, nbits, bits, last, buf, (size_t)(b1 - b0));
+	if (e == DG_ERR_GZIP_NOT_REPRODUCIBLE && !last)
+		c->bad[j] = 2;
+	else if (e || memcmp(buf, c->def + b0, (size_t)(b1 - b0)) != 0)
+		c->bad[j] = 1;
+	free(buf);
+}
+
+static void *
+check_thread(void *arg)
+{
+	struct dcheck *c = arg;
+
+	for (;;) {
+		size_t j;
+
+		pthread_mutex_lock(&c->mu);
+		j = c->next++;
+		pthread_mutex_unlock(&c->mu);
+		if (j > c->nv)
+			return NULL;
+		check_chunk(c, j);
+	}
+}
+
+dg_err
+dg_gzip_plan_deflate(const void *def, size_t len, const uint8_t *raw, uint64_t rlen,
+    const dg_gzip_params *p, uint64_t every, unsigned threads, dg_gzip_split **out, size_t *n)
+{
+	const uint8_t *d = def;
+	struct bvec b;
+	struct dcheck c;
+	dg_gzip_split *v = NULL;
+	size_t nv = 0, i, k;
+	uint64_t next = every;
+	pthread_t tid[16];
+	unsigned nt, t;
+	int round, *bad = NULL;
+	dg_err e;
+
+	*out = NULL;
+	*n = 0;
+	if (!every || rlen < 2 * every)
+		return DG_OK;
+	if ((e = all_blocks(def, len, &b)))
+		return e;
+	v = b.v; /* chosen points are compacted in place */
+	for (i = 0; i < b.n; i++) {
+		if (b.v[i].raw < next || rlen - b.v[i].raw < every / 2)
+			continue;
+		v[nv] = b.v[i];
+		v[nv].bits = (uint8_t)(d[v[nv].bit / 8] & ((1u << (v[nv].bit % 8)) - 1));
+		nv++;
+		next = b.v[i].raw + every;
+	}
+	if (nv && !(bad = calloc(nv + 1, sizeof(*bad)))) {
+		free(v);
+		return DG_ERR_NOMEM;
+	}
+	for (round = 0; nv && round < 4; round++) {
+		int any = 0;
+
+		memset(&c, 0, sizeof(c));
+		c = (struct dcheck){ .def = d, .len = len, .raw = raw, .rlen = rlen, .p = p,
+				     .v = v, .nv = nv, .bad = bad };
+		memset(bad, 0, (nv + 1) * sizeof(*bad));
+		pthread_mutex_init(&c.mu, NULL);
+		nt = threads < 1 ? 1 : threads > 16 ? 16 : threads;
+		for (t = 0; t < nt; t++)
+			if (pthread_create(&tid[t], NULL, check_thread, &c) != 0)
+				break;
+		if (t == 0)
+			check_thread(&c);
+		for (unsigned u = 0; u < t; u++)
+			pthread_join(tid[u], NULL);
+		pthread_mutex_destroy(&c.mu);
+		/* drop the start of a chunk that came out wrong, the end of
+		 * one that needed more input than its slack */
+		for (i = 0, k = 0; i < nv; i++) {
+			int drop = bad[i + 1] == 1 || bad[i] == 2;
+
+			any |= drop;
+			if (!drop)
+				v[k++] = v[i];
+		}
+		if (bad[0] == 1) {
+			/* wrong from the stream's start: no restart helps */
+			k = 0;
+			any = 0;
+		}
+		nv = k;
+		if (!any)
+			break;
+	}
+	if (round == 4)
+		nv = 0;
+	free(bad);
+	if (!nv) {
+		free(v);
+		v = NULL;
+	}
+	*out = v;
+	*n = nv;
+	return DG_OK;
 }

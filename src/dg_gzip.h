@@ -119,4 +119,73 @@ const char *dg_gzip_params_str(const dg_gzip_params *p, char *buf, size_t size);
 /* DG_OK if p is within the ranges above, else DG_ERR_INVAL. */
 dg_err dg_gzip_params_check(const dg_gzip_params *p);
 
+/* ---- restart points (parallel inflate and deflate of one member) ----
+ *
+ * A block boundary of a deflate stream is a place another thread can start
+ * from. Inflating from one with a window of zeros gives wrong bytes only
+ * where the first blocks copy from before the boundary; once 32 KiB in a
+ * row are right, every later byte is right too (a copy reaches back at
+ * most 32 KiB), so the generator records that *clean* offset and the
+ * processor keeps only what comes after it. Deflating from one with the
+ * 32 KiB before it as the dictionary and the partial byte's bits primed
+ * reproduces zlib's own stream from there (its state at a block boundary
+ * is the window, which the dictionary restores); the generator checks
+ * every chunk before it records the point. */
+
+/* Window assumed before a restart: this many zero bytes. */
+#define DG_GZIP_WINDOW 32768u
+/* A deflate chunk may read this far past its end boundary (lookahead). */
+#define DG_GZIP_SLACK 65536u
+/* Longest wrong stretch a recorded inflate restart may produce. */
+#define DG_GZIP_MAX_DIRTY (1u << 20)
+
+typedef struct dg_gzip_split {
+	uint64_t bit;   /* bit offset of the boundary in the deflate stream */
+	uint64_t raw;   /* decompressed bytes before the boundary */
+	uint64_t clean; /* inflate points: right output from here (>= raw) */
+	uint8_t bits;   /* deflate points: the low (bit & 7) bits of the
+	                 * stream's byte bit / 8 */
+} dg_gzip_split;
+
+/* Calls fn(arg, bit, raw) for every boundary between two blocks of the raw
+ * deflate stream def[0..len) (not its start or end), in order; a non-zero
+ * return stops the walk (DG_OK). DG_ERR_GZIP_FORMAT, _TRUNCATED,
+ * DG_ERR_NOMEM, DG_ERR_ZLIB. */
+dg_err dg_gzip_blocks(const void *def, size_t len,
+    int (*fn)(void *arg, uint64_t bit, uint64_t raw), void *arg);
+
+/* Inflate def[0..len) from the boundary at bit (0: the start; else with a
+ * window of DG_GZIP_WINDOW zeros), drop the first skip output bytes and
+ * hand the next n to fn(arg) in pieces. last: the stream must end right
+ * there, with def (else DG_ERR_GZIP_FORMAT). Errors: DG_ERR_GZIP_FORMAT
+ * (invalid data, bit past the end), DG_ERR_GZIP_TRUNCATED (output ends
+ * before), DG_ERR_NOMEM, fn's. */
+dg_err dg_gzip_inflate_from(const void *def, size_t len, uint64_t bit, uint64_t skip,
+    uint64_t n, int last, dg_gzip_write_fn fn, void *arg);
+
+/* Deflate raw[from..) with p as zlib's stream restarted at a boundary:
+ * window raw[from - 32 KiB..from), the low nbits of bits primed. Exactly n
+ * bytes go to out: the stream's bytes from byte bit / 8 on. last: the
+ * input is raw[from..limit) and the stream is finished there, and must be
+ * exactly n bytes; else input is fed from raw[from..limit) until n bytes
+ * are out. Errors: DG_ERR_GZIP_NOT_REPRODUCIBLE (n bytes do not come out so), DG_ERR_INVAL,
+ * DG_ERR_NOMEM, DG_ERR_ZLIB. */
+dg_err dg_gzip_deflate_from(const dg_gzip_params *p, const uint8_t *raw, uint64_t from,
+    uint64_t limit, unsigned nbits, unsigned bits, int last, void *out, size_t n);
+
+/* Restart points for the processor's parallel inflate of def (raw: its
+ * output, rlen bytes): about one per `every` bytes, each with its clean
+ * offset (at most DG_GZIP_MAX_DIRTY / 4 after it). *out malloc'd (NULL
+ * when none). Errors as dg_gzip_blocks. */
+dg_err dg_gzip_plan_inflate(const void *def, size_t len, const uint8_t *raw, uint64_t rlen,
+    uint64_t every, dg_gzip_split **out, size_t *n);
+
+/* Restart points for the processor's parallel deflate: about one per
+ * `every` bytes where dg_gzip_deflate_from rebuilds def exactly, every
+ * chunk checked (threads at a time); points whose chunk differs are
+ * dropped. *out malloc'd (NULL when none). Errors as dg_gzip_blocks. */
+dg_err dg_gzip_plan_deflate(const void *def, size_t len, const uint8_t *raw, uint64_t rlen,
+    const dg_gzip_params *p, uint64_t every, unsigned threads, dg_gzip_split **out,
+    size_t *n);
+
 #endif
