@@ -215,14 +215,18 @@ static void
 diff_usage(FILE *f)
 {
 	fprintf(f, "usage: deltagate diff SOURCE TARGET DELTA [--recompressed-target FILE]\n"
-		   "       [--sign-command CMD] [--level N] [--threads N] [--force] [--verbose]\n"
+		   "       [--sign-command CMD] [--level N] [--threads N] [--split-every SIZE]\n"
+		   "       [--force] [--verbose]\n"
 		   "Write a delta that rebuilds TARGET from SOURCE; it is verified before\n"
 		   "it is written. --force writes it even if it is not smaller than the\n"
 		   "compressed target. When TARGET has gzip members zlib cannot rebuild\n"
 		   "bit for bit, or with --sign-command (run as `/bin/sh -c \"CMD\n"
 		   "sw-description\"` in a private directory, it must make\n"
 		   "sw-description.sig), the delta rebuilds a recompressed target, which\n"
-		   "is written to the --recompressed-target FILE (then required).\n");
+		   "is written to the --recompressed-target FILE (then required).\n"
+		   "--split-every: restart points in gzip members about every SIZE\n"
+		   "expanded bytes (default 2M; 0: none), so that apply can inflate and\n"
+		   "deflate a member in several threads.\n");
 }
 
 int
@@ -233,6 +237,7 @@ dg_cli_diff(int argc, char **argv)
 		{ "sign-command", required_argument, NULL, 's' },
 		{ "level", required_argument, NULL, 'l' },
 		{ "threads", required_argument, NULL, 't' },
+		{ "split-every", required_argument, NULL, 'S' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -241,6 +246,7 @@ dg_cli_diff(int argc, char **argv)
 	struct diff_args a;
 	dg_delta_diff_stats st;
 	int64_t v;
+	uint64_t sz;
 	int c, verbose = 0;
 	dg_err err;
 
@@ -264,6 +270,13 @@ dg_cli_diff(int argc, char **argv)
 				return DG_EXIT_USAGE;
 			}
 			a.o.threads = (unsigned)v;
+			break;
+		case 'S':
+			if (dg_util_parse_size(optarg, 1ull << 40, &sz) || (sz && sz < 65536)) {
+				fprintf(stderr, "deltagate diff: --split-every must be 0 or a size of at least 64K\n");
+				return DG_EXIT_USAGE;
+			}
+			a.o.split_every = sz ? sz : DG_DELTA_SPLIT_NONE;
 			break;
 		case 'f': a.o.allow_larger = 1; break;
 		case 'v':
@@ -355,8 +368,10 @@ static void
 apply_usage(FILE *f)
 {
 	fprintf(f, "usage: deltagate apply SOURCE DELTA TARGET [--memory-limit SIZE]\n"
-		   "       [--max-target-size SIZE]\n"
-		   "Rebuild TARGET from SOURCE and DELTA, verifying both hashes.\n");
+		   "       [--max-target-size SIZE] [--threads N]\n"
+		   "Rebuild TARGET from SOURCE and DELTA, verifying both hashes. Gzip\n"
+		   "members with restart points are inflated and deflated by N threads\n"
+		   "(default: the online CPUs).\n");
 }
 
 int
@@ -365,10 +380,12 @@ dg_cli_apply(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "memory-limit", required_argument, NULL, 'm' },
 		{ "max-target-size", required_argument, NULL, 'x' },
+		{ "threads", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	dg_delta_apply_opts o;
+	int64_t n;
 	struct meter m = { "apply", -1 };
 	uint64_t v;
 	int c;
@@ -391,6 +408,14 @@ dg_cli_apply(int argc, char **argv)
 				return DG_EXIT_USAGE;
 			}
 			o.max_target_size = v;
+			break;
+		case 't':
+			if (dg_util_parse_i64(optarg, 1, DG_DELTA_MAX_THREADS, &n)) {
+				fprintf(stderr, "deltagate apply: --threads must be 1..%d\n",
+					DG_DELTA_MAX_THREADS);
+				return DG_EXIT_USAGE;
+			}
+			o.threads = (unsigned)n;
 			break;
 		case 'h': apply_usage(stdout); return DG_EXIT_OK;
 		default: apply_usage(stderr); return DG_EXIT_USAGE;

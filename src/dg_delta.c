@@ -831,10 +831,15 @@ struct applier {
 	uint64_t done, next_point;
 	unsigned threads;        /* for an archive's inflate and deflate chunks */
 	int out_trim;            /* out is a mapping trim_maps drops */
+	int out_fd;              /* out's file, for pwrite; else -1 */
 	struct pool *pool;       /* folding E(T) while items 1.. write it */
 	uint64_t wm_base, wm_end; /* the item being applied: E(T) range */
 	int wm_hold;             /* its bytes are final only at its end (filter) */
 	uint64_t populate;       /* E(T) is a mapped file of this size */
+	size_t src_len;
+	int src_deferred;        /* the source's hash is checked while expanding */
+	int tgt_hashed;          /* tgt_sha was computed while folding */
+	uint8_t tgt_sha[32];
 	/* file-backed mappings whose pages trim_maps drops */
 	struct {
 		void *p;
@@ -1450,6 +1455,7 @@ struct ptask {
 	uint64_t need;              /* E(T) bytes final before it may start */
 	uint32_t crc;               /* *_PART: CRC-32 of the chunk's raw bytes */
 	uint64_t crc_len;
+	uint8_t done;               /* under the pool's mutex */
 };
 
 struct pool {
@@ -1457,6 +1463,7 @@ struct pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct ptask *t;
+	const size_t *order;        /* the order tasks are taken in; NULL: as listed */
 	size_t n, next;
 	unsigned running;           /* workers not yet returned */
 	uint64_t wm;                /* E(T) bytes final */
@@ -1464,6 +1471,11 @@ struct pool {
 	atomic_int stop;
 	pthread_t tid[DG_DELTA_MAX_THREADS];
 	unsigned nt;
+	/* folding: the target hashed (and its writeback started) in order,
+	 * each task's bytes once it is done, on the applying thread */
+	EVP_MD_CTX *sha;
+	size_t hashed;              /* tasks hashed */
+	size_t seg_first;           /* first task of the segment being hashed */
 };
 
 static void
@@ -1504,6 +1516,7 @@ struct swriter {
 	const struct ptask *t;
 	uint64_t pos, end;          /* within the segment */
 	uint32_t crc;
+	int nocrc;
 };
 
 static dg_err
@@ -1514,7 +1527,8 @@ swrite(void *arg, const void *data, size_t len)
 
 	if (len > w->end - w->pos)
 		return DG_ERR_DELTA_CORRUPT;
-	w->crc = (uint32_t)crc32_z(w->crc, data, len);
+	if (!w->nocrc)
+		w->crc = (uint32_t)crc32_z(w->crc, data, len);
 	if (w->t->out_fd < 0) {
 		memcpy(w->t->out + w->pos, data, len);
 		w->pos += len;
@@ -1534,8 +1548,23 @@ swrite(void *arg, const void *data, size_t len)
 	return DG_OK;
 }
 
+/* A thread's reusable memory: zlib's, and a buffer for deflated chunks. */
+struct wctx {
+	dg_gzip_ctx *z;
+	uint8_t *buf;
+	size_t cap;
+};
+
+static void
+wctx_free(struct wctx *w)
+{
+	dg_gzip_ctx_free(w->z);
+	free(w->buf);
+	memset(w, 0, sizeof(*w));
+}
+
 static dg_err
-task_run(struct applier *a, struct pool *p, struct ptask *t)
+task_run(struct applier *a, struct pool *p, struct ptask *t, struct wctx *wc)
 {
 	const struct aseg *g = t->g;
 	size_t j = t->part;
@@ -1546,7 +1575,7 @@ task_run(struct applier *a, struct pool *p, struct ptask *t)
 	case PT_COPY:
 		for (uint64_t o = 0; o < g->rlen && !err;) {
 			size_t k = g->rlen - o < TRIM_EVERY ? (size_t)(g->rlen - o) : TRIM_EVERY;
-			struct swriter w = { t, o, g->rlen, 0 };
+			struct swriter w = { t, o, g->rlen, 0, 0 };
 
 			if (t->out_fd >= 0 && (err = swrite(&w, t->in + o, k)))
 				return err;
@@ -1554,14 +1583,14 @@ task_run(struct applier *a, struct pool *p, struct ptask *t)
 				memcpy(t->out + o, t->in + o, k);
 			if (t->trim_in)
 				drop_pages(t->in + o, k);
-			if (t->trim_out)
+			if (t->trim_out && t->out_fd < 0)
 				drop_pages(t->out + o, k);
 			o += k;
 			err = inl ? check_cancel(a) : task_cancel(a, p);
 		}
 		return err;
 	case PT_INFLATE: {
-		struct swriter w = { t, 0, g->rlen, 0 };
+		struct swriter w = { t, 0, g->rlen, 0, 0 };
 		uint64_t rl;
 
 		err = dg_gzip_inflate(t->in, (size_t)g->clen, swrite, &w, &rl);
@@ -1575,11 +1604,12 @@ task_run(struct applier *a, struct pool *p, struct ptask *t)
 		uint64_t bit = j ? g->sp[j - 1].bit : 0, raw = j ? g->sp[j - 1].raw : 0;
 		uint64_t c0 = j ? g->sp[j - 1].clean : 0, c1 = j < g->nsp ? g->sp[j].clean : g->rlen;
 
-		struct swriter w = { t, c0, c1, 0 };
+		struct swriter w = { t, c0, c1, 0, 0 };
 
 		if ((err = member_deflate(t->in, g->clen, &def, &dlen)))
 			return err;
-		err = dg_gzip_inflate_from(def, dlen, bit, c0 - raw, c1 - c0, j == g->nsp, swrite, &w);
+		err = dg_gzip_inflate_from(wc->z, def, dlen, bit, c0 - raw, c1 - c0, j == g->nsp, swrite,
+					   &w);
 		if (err == DG_ERR_NOMEM || err == DG_ERR_IO || err == DG_ERR_NOSPC)
 			return err;
 		if (err || w.pos != c1)
@@ -1590,7 +1620,10 @@ task_run(struct applier *a, struct pool *p, struct ptask *t)
 	}
 	case PT_DEFLATE: {
 		struct bw b = { t->out, 0, g->clen, inl ? a : NULL, TRIM_EVERY };
-		dg_gzip_stream *gs = dg_gzip_stream_new(&g->p, g->hdr, g->hdrlen, bw_write, &b, &err);
+		struct swriter ow = { t, 0, g->clen, 0, 1 };
+		dg_gzip_stream *gs = t->out_fd >= 0
+		    ? dg_gzip_stream_new(&g->p, g->hdr, g->hdrlen, swrite, &ow, &err)
+		    : dg_gzip_stream_new(&g->p, g->hdr, g->hdrlen, bw_write, &b, &err);
 
 		for (uint64_t o = 0; gs && !err && o < g->rlen;) {
 			size_t k = g->rlen - o < TRIM_EVERY ? (size_t)(g->rlen - o) : TRIM_EVERY;
@@ -1605,12 +1638,14 @@ task_run(struct applier *a, struct pool *p, struct ptask *t)
 		if (gs && !err)
 			err = dg_gzip_stream_finish(gs);
 		dg_gzip_stream_free(gs);
-		if (t->trim_out)
+		if (t->trim_out && t->out_fd < 0)
 			drop_pages(t->out, (size_t)g->clen);
-		if (err == DG_ERR_CANCELED || err == DG_ERR_NOMEM)
+		if (err == DG_ERR_CANCELED || err == DG_ERR_NOMEM || err == DG_ERR_IO ||
+		    err == DG_ERR_NOSPC)
 			return err;
 		/* recompression does not give the member back */
-		return err || b.pos != g->clen ? DG_ERR_DELTA_TARGET : DG_OK;
+		return err || (t->out_fd < 0 ? b.pos : ow.pos) != g->clen ? DG_ERR_DELTA_TARGET
+									  : DG_OK;
 	}
 	case PT_DEFLATE_PART: {
 		uint64_t from = j ? g->sp[j - 1].raw : 0, end = j < g->nsp ? g->sp[j].raw : g->rlen;
@@ -1619,18 +1654,41 @@ task_run(struct applier *a, struct pool *p, struct ptask *t)
 		uint64_t limit = j < g->nsp && end + DG_GZIP_SLACK < g->rlen ? end + DG_GZIP_SLACK : g->rlen;
 		uint64_t w = from < DG_GZIP_WINDOW ? from : DG_GZIP_WINDOW;
 
-		if (j == 0)
-			memcpy(t->out, g->hdr, g->hdrlen);
-		err = dg_gzip_deflate_from(&g->p, t->in, from, limit, j ? (unsigned)(g->sp[j - 1].bit % 8) : 0,
-					   j ? g->sp[j - 1].bits : 0, j == g->nsp,
-					   t->out + g->hdrlen + b0, (size_t)(b1 - b0));
+		uint8_t *dst = t->out + g->hdrlen + b0;
+		struct swriter ow = { t, g->hdrlen + b0, g->clen, 0, 1 };
+
+		if (t->out_fd >= 0) {
+			/* deflate into this thread's buffer, then one pwrite:
+			 * no faults on the output's pages */
+			if (wc->cap < b1 - b0) {
+				free(wc->buf);
+				wc->cap = 0;
+				if (!(wc->buf = malloc((size_t)(b1 - b0))))
+					return DG_ERR_NOMEM;
+				wc->cap = (size_t)(b1 - b0);
+			}
+			dst = wc->buf;
+		}
+		if (j == 0) {
+			struct swriter hw = { t, 0, g->hdrlen, 0, 1 };
+
+			if (t->out_fd < 0)
+				memcpy(t->out, g->hdr, g->hdrlen);
+			else if ((err = swrite(&hw, g->hdr, g->hdrlen)))
+				return err;
+		}
+		err = dg_gzip_deflate_from(wc->z, &g->p, t->in, from, limit,
+					   j ? (unsigned)(g->sp[j - 1].bit % 8) : 0,
+					   j ? g->sp[j - 1].bits : 0, j == g->nsp, dst, (size_t)(b1 - b0));
 		if (err)
 			return err == DG_ERR_NOMEM ? err : DG_ERR_DELTA_TARGET;
+		if (t->out_fd >= 0 && (err = swrite(&ow, dst, (size_t)(b1 - b0))))
+			return err;
 		t->crc = (uint32_t)crc32_z(0, t->in + from, (size_t)(end - from));
 		t->crc_len = end - from;
 		if (t->trim_in)
 			drop_pages(t->in + from - w, (size_t)(limit - from + w));
-		if (t->trim_out)
+		if (t->trim_out && t->out_fd < 0)
 			drop_pages(t->out + g->hdrlen + b0, (size_t)(b1 - b0));
 		return task_cancel(a, p);
 	}
@@ -1642,8 +1700,13 @@ static void *
 pool_worker(void *arg)
 {
 	struct pool *p = arg;
+	struct wctx wc = { dg_gzip_ctx_new(), NULL, 0 };
 
 	pthread_mutex_lock(&p->mu);
+	if (!wc.z && !p->err) {
+		p->err = DG_ERR_NOMEM;
+		atomic_store(&p->stop, 1);
+	}
 	for (;;) {
 		struct ptask *t;
 		dg_err e;
@@ -1652,10 +1715,12 @@ pool_worker(void *arg)
 			pthread_cond_wait(&p->cv, &p->mu);
 		if (atomic_load(&p->stop) || p->next == p->n)
 			break;
-		t = &p->t[p->next++];
+		t = &p->t[p->order ? p->order[p->next] : p->next];
+		p->next++;
 		pthread_mutex_unlock(&p->mu);
-		e = task_run(p->a, p, t);
+		e = task_run(p->a, p, t, &wc);
 		pthread_mutex_lock(&p->mu);
+		t->done = 1;
 		if (e && !p->err) {
 			p->err = e;
 			atomic_store(&p->stop, 1);
@@ -1665,6 +1730,7 @@ pool_worker(void *arg)
 	p->running--;
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
+	wctx_free(&wc);
 	return NULL;
 }
 
@@ -1682,11 +1748,13 @@ pool_advance(struct pool *p, uint64_t wm)
 /* Start up to nt workers on t[0..n) (none: the caller runs them in
  * pool_finish). */
 static void
-pool_start(struct pool *p, struct applier *a, struct ptask *t, size_t n, unsigned nt, uint64_t wm)
+pool_start(struct pool *p, struct applier *a, struct ptask *t, const size_t *order, size_t n,
+	   unsigned nt, uint64_t wm)
 {
 	memset(p, 0, sizeof(*p));
 	p->a = a;
 	p->t = t;
+	p->order = order;
 	p->n = n;
 	p->wm = wm;
 	atomic_init(&p->stop, 0);
@@ -1705,13 +1773,82 @@ pool_start(struct pool *p, struct applier *a, struct ptask *t, size_t n, unsigne
 	pthread_mutex_unlock(&p->mu);
 }
 
+/* CRC-32 of a chunked segment from its tasks' */
+static uint32_t
+parts_crc(const struct ptask *t, size_t n)
+{
+	uint32_t c = (uint32_t)crc32_z(0, NULL, 0);
+
+	for (size_t i = 0; i < n; i++)
+		c = (uint32_t)crc32_combine(c, t[i].crc, (z_off_t)t[i].crc_len);
+	return c;
+}
+
+/* The target bytes a fold task makes: [*o0, *o1). */
+static void
+task_range(const struct ptask *t, uint64_t *o0, uint64_t *o1)
+{
+	const struct aseg *g = t->g;
+	size_t j = t->part;
+
+	if (t->kind == PT_DEFLATE_PART) {
+		*o0 = t->out_off + (j ? g->hdrlen + g->sp[j - 1].bit / 8 : 0);
+		*o1 = t->out_off + (j < g->nsp ? g->hdrlen + g->sp[j].bit / 8 : g->clen);
+	} else {
+		*o0 = t->out_off;
+		*o1 = t->out_off + (t->kind == PT_COPY ? g->rlen : g->clen);
+	}
+}
+
+/* Hash the done tasks' bytes, in order, up to task upto (exclusive); the
+ * trailer of a chunked member is written when its last chunk comes. */
+static dg_err
+pool_hash(struct pool *p, size_t upto)
+{
+	struct applier *a = p->a;
+
+	for (; p->hashed < upto; p->hashed++) {
+		const struct ptask *t = &p->t[p->hashed];
+		const struct aseg *g = t->g;
+		uint8_t *base = t->out - t->out_off;
+		uint64_t o0, o1;
+
+		if (t->part == 0)
+			p->seg_first = p->hashed;
+		if (t->kind == PT_DEFLATE_PART && t->part == g->nsp) {
+			put32(t->out + g->clen - 8, parts_crc(p->t + p->seg_first, g->nsp + 1));
+			put32(t->out + g->clen - 4, (uint32_t)g->rlen);
+		}
+		task_range(t, &o0, &o1);
+		for (uint64_t o = o0; o < o1;) {
+			size_t k = o1 - o < TRIM_EVERY ? (size_t)(o1 - o) : TRIM_EVERY;
+
+			if (EVP_DigestUpdate(p->sha, base + o, k) != 1)
+				return DG_ERR_CRYPTO;
+			if (a->out_fd >= 0)
+				drop_pages(base + o, k);
+			o += k;
+		}
+#ifdef SYNC_FILE_RANGE_WRITE
+		/* start writing it out now: the final fsync then waits less */
+		if (a->out_fd >= 0 && o1 > o0)
+			(void)sync_file_range(a->out_fd, (off64_t)o0, (off64_t)(o1 - o0),
+					      SYNC_FILE_RANGE_WRITE);
+#else
+		(void)a;
+#endif
+	}
+	return DG_OK;
+}
+
 /* All of E(T) is final (or err: stop). Wait for the workers, keeping the
- * caller's progress, cancellation and trimming going, or run the tasks
- * here when there are none. */
+ * caller's progress, cancellation and trimming going (and the target's
+ * hash, when p->sha), or run the tasks here when there are none. */
 static dg_err
 pool_finish(struct pool *p, dg_err err)
 {
 	struct applier *a = p->a;
+	size_t upto;
 
 	pthread_mutex_lock(&p->mu);
 	p->wm = UINT64_MAX;
@@ -1732,8 +1869,12 @@ pool_finish(struct pool *p, dg_err err)
 			ts.tv_nsec -= 1000000000L;
 		}
 		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+		for (upto = p->hashed; upto < p->n && p->t[upto].done; upto++)
+			;
 		pthread_mutex_unlock(&p->mu);
 		e = check_cancel(a);
+		if (!e && p->sha && !p->err)
+			e = pool_hash(p, upto);
 		pthread_mutex_lock(&p->mu);
 		if (e && !p->err) {
 			p->err = e;
@@ -1745,10 +1886,19 @@ pool_finish(struct pool *p, dg_err err)
 	for (unsigned i = 0; i < p->nt; i++)
 		pthread_join(p->tid[i], NULL);
 	/* no workers: the tasks run here */
-	if (!p->nt)
+	if (!p->nt && !p->err && p->next < p->n) {
+		struct wctx wc = { dg_gzip_ctx_new(), NULL, 0 };
+
+		if (!wc.z)
+			p->err = DG_ERR_NOMEM;
 		for (; !p->err && p->next < p->n; p->next++)
-			if ((p->err = task_run(a, NULL, &p->t[p->next])) == DG_OK)
+			if ((p->err = task_run(a, NULL, &p->t[p->next], &wc)) == DG_OK)
 				p->err = check_cancel(a);
+		p->next = p->n;
+		wctx_free(&wc);
+	}
+	if (!p->err && p->sha)
+		p->err = pool_hash(p, p->n);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
 	return p->err;
@@ -1770,22 +1920,31 @@ task_add(struct ptask **t, size_t *n, size_t *cap, const struct ptask *x)
 	return DG_OK;
 }
 
-/* CRC-32 of a chunked segment from its tasks' */
-static uint32_t
-parts_crc(const struct ptask *t, size_t n)
+/* Expanded bytes an expand task makes (and drops). */
+static uint64_t
+task_work(const struct ptask *t)
 {
-	uint32_t c = (uint32_t)crc32_z(0, NULL, 0);
+	const struct aseg *g = t->g;
+	size_t j = t->part;
 
-	for (size_t i = 0; i < n; i++)
-		c = (uint32_t)crc32_combine(c, t[i].crc, (z_off_t)t[i].crc_len);
-	return c;
+	if (t->kind != PT_INFLATE_PART)
+		return g->rlen;
+	return (j < g->nsp ? g->sp[j].clean : g->rlen) - (j ? g->sp[j - 1].raw : 0);
 }
 
-static void
-put_le32(uint8_t *p, uint32_t v)
+struct wkey {
+	uint64_t work;
+	size_t i;
+};
+
+static int
+by_work(const void *x, const void *y)
 {
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
+	const struct wkey *a = x, *b = y;
+
+	if (a->work != b->work)
+		return a->work < b->work ? 1 : -1;
+	return (a->i > b->i) - (a->i < b->i);
 }
 
 static dg_err
@@ -1796,7 +1955,8 @@ apply_archive(struct applier *a, const struct item *items)
 	const uint8_t *src = a->src;
 	uint8_t *out = a->out;
 	struct ptask *t = NULL, x;
-	size_t n = 0, cap = 0, i, k, first;
+	size_t n = 0, cap = 0, i, k, *order = NULL;
+	struct wkey *keys = NULL;
 	uint64_t in = 0, opos = 0;
 	struct pool pool;
 	dg_err err;
@@ -1821,8 +1981,33 @@ apply_archive(struct applier *a, const struct item *items)
 		in += g->clen;
 		opos += g->rlen;
 	}
-	pool_start(&pool, a, t, n, a->threads, UINT64_MAX);
-	if ((err = pool_finish(&pool, DG_OK)))
+	/* longest first: a member's first chunk often spans a long run of
+	 * zeros with no block boundary in it */
+	if (!(order = malloc(n * sizeof(*order))) || !(keys = malloc(n * sizeof(*keys)))) {
+		err = DG_ERR_NOMEM;
+		goto fail;
+	}
+	for (i = 0; i < n; i++)
+		keys[i] = (struct wkey){ task_work(&t[i]), i };
+	qsort(keys, n, sizeof(*keys), by_work);
+	for (i = 0; i < n; i++)
+		order[i] = keys[i].i;
+	pool_start(&pool, a, t, order, n, a->threads, UINT64_MAX);
+	if (a->src_deferred) {
+		/* the source's hash, while the workers expand it: a wrong
+		 * source is the error whatever they made of it */
+		uint8_t sha[32];
+		dg_err e = sha256_trim(a, src, a->src_len, sha);
+
+		if (!e && memcmp(sha, a->h->src_sha, 32) != 0)
+			e = DG_ERR_DELTA_SOURCE;
+		err = pool_finish(&pool, e);
+		if (e)
+			err = e;
+	} else {
+		err = pool_finish(&pool, DG_OK);
+	}
+	if (err)
 		goto fail;
 	/* chunked members: their CRC-32 and length against the trailer */
 	for (i = 0; i < n; i = k) {
@@ -1845,8 +2030,8 @@ apply_archive(struct applier *a, const struct item *items)
 
 		x = (struct ptask){ .kind = !g->gz ? PT_COPY : g->nsp ? PT_DEFLATE_PART : PT_DEFLATE,
 				    .trim_in = (uint8_t)er.mapped, .trim_out = (uint8_t)a->out_trim,
-				    .g = g, .in = er.p + in, .out = out + opos, .out_fd = -1,
-				    .need = in + g->rlen };
+				    .g = g, .in = er.p + in, .out = out + opos,
+				    .out_fd = a->out_fd, .out_off = opos, .need = in + g->rlen };
 		for (k = 0; k <= g->nsp && !err; k++) {
 			x.part = k;
 			if (x.kind == PT_DEFLATE_PART && k < g->nsp)
@@ -1866,28 +2051,28 @@ apply_archive(struct applier *a, const struct item *items)
 	a->done = 0;
 	a->wm_base = a->wm_end = 0;
 	a->populate = er.mapped ? ar->er : 0;
-	pool_start(&pool, a, t, n, a->threads, 0);
+	pool_start(&pool, a, t, NULL, n, a->threads, 0);
+	if (!(pool.sha = EVP_MD_CTX_new()) || EVP_DigestInit_ex(pool.sha, EVP_sha256(), NULL) != 1)
+		err = DG_ERR_CRYPTO;
 	a->pool = pool.nt ? &pool : NULL;
-	err = apply_items(a, items + 1, a->h->nitems - 1);
+	if (!err)
+		err = apply_items(a, items + 1, a->h->nitems - 1);
 	a->pool = NULL;
 	a->populate = 0;
 	a->src = src;
 	a->out = out;
-	if ((err = pool_finish(&pool, err)))
-		goto fail;
-	/* chunked members: the trailer from the chunks' CRC-32 */
-	for (i = 0; i < n; i = k) {
-		const struct aseg *g = t[i].g;
+	err = pool_finish(&pool, err);
+	if (!err) {
+		unsigned int len = 32;
 
-		for (k = i + 1; k < n && t[k].g == g; k++)
-			;
-		first = i;
-		if (t[first].kind == PT_DEFLATE_PART) {
-			put_le32(t[first].out + g->clen - 8, parts_crc(t + i, k - i));
-			put_le32(t[first].out + g->clen - 4, (uint32_t)g->rlen);
-		}
+		if (EVP_DigestFinal_ex(pool.sha, a->tgt_sha, &len) != 1)
+			err = DG_ERR_CRYPTO;
+		a->tgt_hashed = !err;
 	}
+	EVP_MD_CTX_free(pool.sha);
 fail:
+	free(keys);
+	free(order);
 	free(t);
 	scratch_free(a, &es);
 	scratch_free(a, &er);
@@ -1897,7 +2082,7 @@ fail:
 /* Parse, check the source, rebuild into out (tgt_size bytes), check the
  * target's hash. */
 static dg_err
-apply_core(const uint8_t *src, size_t src_len, const struct din *d,
+apply_core(const uint8_t *src, size_t src_len, const struct din *d, int out_fd,
 	   const dg_delta_apply_opts *o, const char *scratch_dir,
 	   uint8_t *(*get_out)(void *ctx, uint64_t size, dg_err *err), void *ctx, int mapped)
 {
@@ -1908,6 +2093,7 @@ apply_core(const uint8_t *src, size_t src_len, const struct din *d,
 	dg_err err;
 
 	memset(&a, 0, sizeof(a));
+	a.out_fd = out_fd;
 	if ((err = parse_delta(d, o ? o->max_target_size : 0, &h, &items)))
 		return err;
 	if (h.src_size != src_len) {
@@ -1916,9 +2102,15 @@ apply_core(const uint8_t *src, size_t src_len, const struct din *d,
 	}
 	if (mapped && src_len >= TRIM_MAP_MIN)
 		trim_add(&a, (void *)src, src_len);
-	if ((err = sha256_trim(&a, src, src_len, sha)))
+	a.threads = o && o->threads ? o->threads : dg_delta_cpus();
+	if (a.threads > DG_DELTA_MAX_THREADS)
+		a.threads = DG_DELTA_MAX_THREADS;
+	a.src_len = src_len;
+	/* an archive checks it while its threads expand the source */
+	a.src_deferred = h.ar && a.threads > 1;
+	if (!a.src_deferred && (err = sha256_trim(&a, src, src_len, sha)))
 		goto fail;
-	if (memcmp(sha, h.src_sha, 32) != 0) {
+	if (!a.src_deferred && memcmp(sha, h.src_sha, 32) != 0) {
 		err = DG_ERR_DELTA_SOURCE;
 		goto fail;
 	}
@@ -1935,16 +2127,15 @@ apply_core(const uint8_t *src, size_t src_len, const struct din *d,
 		trim_add(&a, a.out, (size_t)h.tgt_size);
 		a.out_trim = 1;
 	}
-	a.threads = o && o->threads ? o->threads : dg_delta_cpus();
-	if (a.threads > DG_DELTA_MAX_THREADS)
-		a.threads = DG_DELTA_MAX_THREADS;
 	if (h.ar)
 		err = apply_archive(&a, items);
 	else
 		err = apply_items(&a, items, h.nitems);
 	if (err)
 		goto fail;
-	if ((err = sha256_trim(&a, a.out, (size_t)h.tgt_size, sha)))
+	if (a.tgt_hashed)
+		memcpy(sha, a.tgt_sha, 32);
+	else if ((err = sha256_trim(&a, a.out, (size_t)h.tgt_size, sha)))
 		goto fail;
 	if (memcmp(sha, h.tgt_sha, 32) != 0)
 		err = DG_ERR_DELTA_TARGET;
@@ -1988,7 +2179,8 @@ dg_delta_apply_mem(const uint8_t *src, size_t src_len, const uint8_t *delta, siz
 	*out_len = 0;
 	if (!delta)
 		d.mem = (const uint8_t *)"";
-	err = apply_core(src ? src : (const uint8_t *)"", src_len, &d, opts, NULL, memout_get, &m, 0);
+	err = apply_core(src ? src : (const uint8_t *)"", src_len, &d, -1, opts, NULL, memout_get, &m,
+			 0);
 	if (err) {
 		free(m.p);
 		return err;
@@ -2127,7 +2319,7 @@ dg_delta_apply_file(const char *source_path, const char *delta_path, const char 
 		err = dg_err_from_errno(errno);
 		goto fail;
 	}
-	err = apply_core(src, src_len, &d, opts, dir, fileout_get, &f, 1);
+	err = apply_core(src, src_len, &d, f.fd, opts, dir, fileout_get, &f, 1);
 	if (err) {
 		dg_log_err("apply %s to %s: %s", delta_path, source_path, dg_strerror(err));
 		goto fail;

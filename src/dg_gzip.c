@@ -700,6 +700,91 @@ fail:
 
 /* ---- restart points ---- */
 
+/* zlib's memory for one thread's chunks, kept from one chunk to the next:
+ * a fresh stream each time (its output must not depend on what ran
+ * before; zlib clears what it reads), but no fresh pages to fault in. */
+#define ARENA 8
+
+struct dg_gzip_ctx {
+	struct {
+		void *p;
+		size_t size;
+		int used;
+	} blk[ARENA];
+	uint8_t *buf;           /* IBUF bytes */
+};
+
+dg_gzip_ctx *
+dg_gzip_ctx_new(void)
+{
+	dg_gzip_ctx *c = calloc(1, sizeof(*c));
+
+	if (c && !(c->buf = malloc(IBUF))) {
+		free(c);
+		c = NULL;
+	}
+	return c;
+}
+
+void
+dg_gzip_ctx_free(dg_gzip_ctx *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < ARENA; i++)
+		free(c->blk[i].p);
+	free(c->buf);
+	free(c);
+}
+
+static voidpf
+arena_alloc(voidpf opaque, uInt items, uInt size)
+{
+	dg_gzip_ctx *c = opaque;
+	size_t n = (size_t)items * size;
+	int i, fr = -1;
+
+	for (i = 0; i < ARENA; i++) {
+		if (c->blk[i].p && !c->blk[i].used && c->blk[i].size == n) {
+			c->blk[i].used = 1;
+			return c->blk[i].p;
+		}
+		if (!c->blk[i].p && fr < 0)
+			fr = i;
+	}
+	if (fr < 0)
+		return malloc(n);
+	if (!(c->blk[fr].p = malloc(n)))
+		return NULL;
+	c->blk[fr].size = n;
+	c->blk[fr].used = 1;
+	return c->blk[fr].p;
+}
+
+static void
+arena_free(voidpf opaque, voidpf p)
+{
+	dg_gzip_ctx *c = opaque;
+
+	for (int i = 0; i < ARENA; i++)
+		if (c->blk[i].p == p) {
+			c->blk[i].used = 0;
+			return;
+		}
+	free(p);
+}
+
+static void
+use_ctx(z_stream *z, dg_gzip_ctx *c)
+{
+	memset(z, 0, sizeof(*z));
+	if (c) {
+		z->zalloc = arena_alloc;
+		z->zfree = arena_free;
+		z->opaque = c;
+	}
+}
+
 #define FEED_MAX (1u << 30) /* zlib's avail_in is an unsigned int */
 
 static const uint8_t zero_window[DG_GZIP_WINDOW];
@@ -763,11 +848,11 @@ dg_gzip_blocks(const void *def, size_t len, int (*fn)(void *arg, uint64_t bit, u
 
 /* An inflater positioned at the boundary at bit of def[0..len). */
 static dg_err
-inflate_at(z_stream *z, const uint8_t *d, size_t len, uint64_t bit, uint64_t *in)
+inflate_at(z_stream *z, dg_gzip_ctx *c, const uint8_t *d, size_t len, uint64_t bit, uint64_t *in)
 {
 	int rc;
 
-	memset(z, 0, sizeof(*z));
+	use_ctx(z, c);
 	if (bit > (uint64_t)len * 8)
 		return DG_ERR_GZIP_FORMAT;
 	if ((rc = inflateInit2(z, -15)) != Z_OK)
@@ -790,8 +875,8 @@ fail:
 }
 
 dg_err
-dg_gzip_inflate_from(const void *def, size_t len, uint64_t bit, uint64_t skip, uint64_t n,
-    int last, dg_gzip_write_fn fn, void *arg)
+dg_gzip_inflate_from(dg_gzip_ctx *ctx, const void *def, size_t len, uint64_t bit, uint64_t skip,
+    uint64_t n, int last, dg_gzip_write_fn fn, void *arg)
 {
 	const uint8_t *d = def;
 	uint8_t *buf;
@@ -800,9 +885,9 @@ dg_gzip_inflate_from(const void *def, size_t len, uint64_t bit, uint64_t skip, u
 	dg_err e;
 	int rc;
 
-	if ((e = inflate_at(&z, d, len, bit, &in)))
+	if ((e = inflate_at(&z, ctx, d, len, bit, &in)))
 		return e;
-	if (!(buf = malloc(IBUF))) {
+	if (!(buf = ctx ? ctx->buf : malloc(IBUF))) {
 		e = DG_ERR_NOMEM;
 		goto done;
 	}
@@ -853,13 +938,14 @@ dg_gzip_inflate_from(const void *def, size_t len, uint64_t bit, uint64_t skip, u
 	}
 done:
 	inflateEnd(&z);
-	free(buf);
+	if (!ctx)
+		free(buf);
 	return e;
 }
 
 dg_err
-dg_gzip_deflate_from(const dg_gzip_params *p, const uint8_t *raw, uint64_t from, uint64_t limit,
-    unsigned nbits, unsigned bits, int last, void *out, size_t n)
+dg_gzip_deflate_from(dg_gzip_ctx *ctx, const dg_gzip_params *p, const uint8_t *raw, uint64_t from,
+    uint64_t limit, unsigned nbits, unsigned bits, int last, void *out, size_t n)
 {
 	uint64_t pos = from;
 	uint8_t extra[64];
@@ -869,7 +955,9 @@ dg_gzip_deflate_from(const dg_gzip_params *p, const uint8_t *raw, uint64_t from,
 
 	if (dg_gzip_params_check(p) || limit < from || nbits > 7 || bits >> nbits)
 		return DG_ERR_INVAL;
-	if ((rc = deflate_init(&z, p)) != Z_OK)
+	use_ctx(&z, ctx);
+	if ((rc = deflateInit2(&z, p->level, Z_DEFLATED, -(int)p->window_bits, p->mem_level,
+	    zstrategy(p->strategy))) != Z_OK)
 		return zerr(rc);
 	if (from) {
 		uint64_t w = from < DG_GZIP_WINDOW ? from : DG_GZIP_WINDOW;
@@ -1008,7 +1096,7 @@ clean_offset(const uint8_t *d, size_t len, const dg_gzip_split *bl, const uint8_
 
 	if (!(buf = malloc(CHUNK)))
 		return UINT64_MAX;
-	if (inflate_at(&z, d, len, bl->bit, &in)) {
+	if (inflate_at(&z, NULL, d, len, bl->bit, &in)) {
 		free(buf);
 		return UINT64_MAX;
 	}
@@ -1065,24 +1153,36 @@ dg_gzip_plan_inflate(const void *def, size_t len, const uint8_t *raw, uint64_t r
 		free(b.v);
 		return DG_ERR_NOMEM;
 	}
-	for (i = 0; i < b.n; i++) {
-		uint64_t c;
+	i = 0;
+	for (;;) {
+		int found = 0;
 
-		if (b.v[i].raw < next || rlen - b.v[i].raw < every / 2)
-			continue;
-		/* this boundary or one of the next few: the one that turns
-		 * right soonest within a quarter of the dirty limit */
-		for (k = i; k < b.n && k < i + 8 && b.v[k].raw < next + every / 4; k++) {
-			c = clean_offset(def, len, &b.v[k], raw, rlen, DG_GZIP_MAX_DIRTY / 4);
+		while (i < b.n && b.v[i].raw < next)
+			i++;
+		if (i == b.n || rlen - b.v[i].raw < every / 2)
+			break;
+		/* the first boundary from here that turns right soon enough;
+		 * after 32 that do not, look again a little further on */
+		for (k = i; k < b.n && k < i + 32 && rlen - b.v[k].raw >= every / 2; k++) {
+			uint64_t c = clean_offset(def, len, &b.v[k], raw, rlen, DG_GZIP_MAX_DIRTY / 4);
+
 			if (c != UINT64_MAX && (!nv || b.v[k].raw + c > v[nv - 1].clean)) {
 				v[nv] = b.v[k];
 				v[nv].clean = b.v[k].raw + c;
 				nv++;
+				found = 1;
 				break;
 			}
 		}
-		i = k < b.n ? k : b.n - 1;
-		next = b.v[i].raw + every;
+		if (found) {
+			next = b.v[k].raw + every;
+			i = k + 1;
+		} else if (k < b.n && k == i + 32) {
+			next = b.v[k].raw + every / 4;
+			i = k;
+		} else {
+			break;
+		}
 	}
 	free(b.v);
 	if (!nv) {
@@ -1126,7 +1226,8 @@ check_chunk(struct dcheck *c, size_t j)
 		c->bad[j] = 1;
 		return;
 	}
-	e = dg_gzip_deflate_from(c->p, c->raw, from, limit, nbits, bits, last, buf, (size_t)(b1 - b0));
+	e = dg_gzip_deflate_from(NULL, c->p, c->raw, from, limit, nbits, bits, last, buf,
+	    (size_t)(b1 - b0));
 	if (e == DG_ERR_GZIP_NOT_REPRODUCIBLE && !last)
 		c->bad[j] = 2;
 	else if (e || memcmp(buf, c->def + b0, (size_t)(b1 - b0)) != 0)

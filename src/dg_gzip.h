@@ -139,6 +139,11 @@ dg_err dg_gzip_params_check(const dg_gzip_params *p);
 /* Longest wrong stretch a recorded inflate restart may produce. */
 #define DG_GZIP_MAX_DIRTY (1u << 20)
 
+/* zlib memory reused by one thread's chunks (ctx arguments may be NULL). */
+typedef struct dg_gzip_ctx dg_gzip_ctx;
+dg_gzip_ctx *dg_gzip_ctx_new(void);
+void dg_gzip_ctx_free(dg_gzip_ctx *c);
+
 typedef struct dg_gzip_split {
 	uint64_t bit;   /* bit offset of the boundary in the deflate stream */
 	uint64_t raw;   /* decompressed bytes before the boundary */
@@ -160,8 +165,8 @@ dg_err dg_gzip_blocks(const void *def, size_t len,
  * there, with def (else DG_ERR_GZIP_FORMAT). Errors: DG_ERR_GZIP_FORMAT
  * (invalid data, bit past the end), DG_ERR_GZIP_TRUNCATED (output ends
  * before), DG_ERR_NOMEM, fn's. */
-dg_err dg_gzip_inflate_from(const void *def, size_t len, uint64_t bit, uint64_t skip,
-    uint64_t n, int last, dg_gzip_write_fn fn, void *arg);
+dg_err dg_gzip_inflate_from(dg_gzip_ctx *ctx, const void *def, size_t len, uint64_t bit,
+    uint64_t skip, uint64_t n, int last, dg_gzip_write_fn fn, void *arg);
 
 /* Deflate raw[from..) with p as zlib's stream restarted at a boundary:
  * window raw[from - 32 KiB..from), the low nbits of bits primed. Exactly n
@@ -170,8 +175,8 @@ dg_err dg_gzip_inflate_from(const void *def, size_t len, uint64_t bit, uint64_t 
  * exactly n bytes; else input is fed from raw[from..limit) until n bytes
  * are out. Errors: DG_ERR_GZIP_NOT_REPRODUCIBLE (n bytes do not come out so), DG_ERR_INVAL,
  * DG_ERR_NOMEM, DG_ERR_ZLIB. */
-dg_err dg_gzip_deflate_from(const dg_gzip_params *p, const uint8_t *raw, uint64_t from,
-    uint64_t limit, unsigned nbits, unsigned bits, int last, void *out, size_t n);
+dg_err dg_gzip_deflate_from(dg_gzip_ctx *ctx, const dg_gzip_params *p, const uint8_t *raw,
+    uint64_t from, uint64_t limit, unsigned nbits, unsigned bits, int last, void *out, size_t n);
 
 /* Restart points for the processor's parallel inflate of def (raw: its
  * output, rlen bytes): about one per `every` bytes, each with its clean

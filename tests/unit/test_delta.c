@@ -766,11 +766,107 @@ test_archive_swu(void **state)
 	free(sb);
 }
 
+
+/* A gzip pair with restart points (item kind 7): applied with 1, 2 and 5
+ * threads to the same bytes; damage anywhere never gives a wrong target. */
+static void
+test_archive_chunked(void **state)
+{
+	size_t n = 1500000, gal, gbl, dl, ol;
+	uint8_t *a = malloc(n), *b, *ga, *gb, *d = NULL, *out = NULL;
+	dg_delta_diff_opts o = { 0 };
+	dg_delta_apply_opts ao;
+	dg_delta_diff_stats st;
+	dg_delta_info *info;
+	dg_delta_item_info ii;
+	char path[64];
+	int fd;
+
+	(void)state;
+	assert_non_null(a);
+	/* sections of noise and text: restarts in both directions exist */
+	for (size_t off = 0; off < n; off += 100000) {
+		uint8_t *r = random_bytes(30000), *t = texty_bytes(70000);
+
+		memcpy(a + off, r, 30000);
+		memcpy(a + off + 30000, t, 70000);
+		free(r);
+		free(t);
+	}
+	b = malloc(n);
+	assert_non_null(b);
+	memcpy(b, a, n);
+	for (int i = 0; i < 60; i++)
+		b[rnd() % n] = 'Z';
+	memmove(b + 500000, b + 500100, 100000);
+	ga = gz(a, n, &gal);
+	gb = gz(b, n, &gbl);
+	o.split_every = 65536;
+	o.threads = 2;
+	assert_int_equal(dg_delta_diff_mem(ga, gal, gb, gbl, &o, &d, &dl, &st), DG_OK);
+	/* item 0 is the chunked archive */
+	snprintf(path, sizeof(path), "/tmp/dg_chunked_XXXXXX");
+	assert_true((fd = mkstemp(path)) >= 0);
+	assert_int_equal(write(fd, d, dl), (ssize_t)dl);
+	close(fd);
+	assert_int_equal(dg_delta_inspect_file(path, &info), DG_OK);
+	dg_delta_info_item(info, 0, &ii);
+	assert_string_equal(ii.kind, "archive-chunked");
+	dg_delta_info_free(info);
+	unlink(path);
+	for (unsigned th = 1; th <= 5; th += 2) {
+		memset(&ao, 0, sizeof(ao));
+		ao.threads = th;
+		assert_int_equal(dg_delta_apply_mem(ga, gal, d, dl, &ao, &out, &ol), DG_OK);
+		assert_int_equal(ol, gbl);
+		assert_memory_equal(out, gb, gbl);
+		free(out);
+		out = NULL;
+	}
+	/* without restart points: kind 6, the same target */
+	{
+		uint8_t *d6 = NULL;
+		size_t dl6;
+
+		o.split_every = DG_DELTA_SPLIT_NONE;
+		assert_int_equal(dg_delta_diff_mem(ga, gal, gb, gbl, &o, &d6, &dl6, &st), DG_OK);
+		assert_true(dl6 < dl);
+		assert_int_equal(dg_delta_apply_mem(ga, gal, d6, dl6, NULL, &out, &ol), DG_OK);
+		assert_memory_equal(out, gb, gbl);
+		free(out);
+		out = NULL;
+		free(d6);
+	}
+	/* damage: an error, never a wrong target, with threads */
+	memset(&ao, 0, sizeof(ao));
+	ao.threads = 3;
+	for (size_t i = 112; i < dl; i += (i < 2000 ? 3 : 997)) {
+		uint8_t *o2 = NULL;
+		size_t l2;
+		dg_err e;
+
+		d[i] ^= 0x24;
+		e = dg_delta_apply_mem(ga, gal, d, dl, &ao, &o2, &l2);
+		assert_true(e != DG_OK || (l2 == gbl && memcmp(o2, gb, gbl) == 0));
+		free(o2);
+		d[i] ^= 0x24;
+	}
+	/* a wrong source is DG_ERR_DELTA_SOURCE even while threads expand it */
+	ga[gal / 2] ^= 1;
+	assert_int_equal(dg_delta_apply_mem(ga, gal, d, dl, &ao, &out, &ol), DG_ERR_DELTA_SOURCE);
+	free(d);
+	free(a);
+	free(b);
+	free(ga);
+	free(gb);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip_edge_sizes),
+		cmocka_unit_test(test_archive_chunked),
 		cmocka_unit_test(test_roundtrip_edits),
 		cmocka_unit_test(test_roundtrip_random_unrelated),
 		cmocka_unit_test(test_filters_roundtrip),

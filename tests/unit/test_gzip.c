@@ -537,6 +537,237 @@ test_inflate_stream(void **state)
 	free(gz);
 }
 
+
+/* ---- restart points ---- */
+
+#define BIG_LEN 2000000
+static uint8_t *big;            /* enough data for a dozen deflate blocks */
+
+struct sink {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static dg_err
+sink_put(void *arg, const void *d, size_t n)
+{
+	struct sink *s = arg;
+
+	if (n > s->cap - s->len)
+		return DG_ERR_INTERNAL;
+	memcpy(s->p + s->len, d, n);
+	s->len += n;
+	return DG_OK;
+}
+
+/* The raw deflate data of a zlib-made gzip file. */
+static void
+deflate_of(const uint8_t *gzb, size_t len, const uint8_t **def, size_t *dlen)
+{
+	dg_gzip_header h;
+
+	assert_int_equal(dg_gzip_parse_header(gzb, len, &h), DG_OK);
+	*def = gzb + h.len;
+	*dlen = len - h.len - 8;
+}
+
+static int
+count_block(void *arg, uint64_t bit, uint64_t raw)
+{
+	(void)bit;
+	(void)raw;
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* Rebuild def from its restart points, in pieces, as the processor does. */
+static void
+assert_chunks_rebuild(const uint8_t *def, size_t dlen, const dg_gzip_params *p,
+    const dg_gzip_split *v, size_t nv)
+{
+	uint8_t *out = calloc(1, dlen);
+
+	assert_non_null(out);
+	for (size_t j = 0; j <= nv; j++) {
+		uint64_t b0 = j ? v[j - 1].bit / 8 : 0, b1 = j < nv ? v[j].bit / 8 : dlen;
+		uint64_t from = j ? v[j - 1].raw : 0;
+		uint64_t limit = j < nv ? v[j].raw + DG_GZIP_SLACK : BIG_LEN;
+
+		if (limit > BIG_LEN)
+			limit = BIG_LEN;
+		assert_int_equal(dg_gzip_deflate_from(NULL, p, big, from, limit,
+		    j ? (unsigned)(v[j - 1].bit % 8) : 0, j ? v[j - 1].bits : 0, j == nv,
+		    out + b0, (size_t)(b1 - b0)), DG_OK);
+	}
+	assert_memory_equal(out, def, dlen);
+	free(out);
+}
+
+static void
+assert_chunks_inflate(const uint8_t *def, size_t dlen, const dg_gzip_split *v, size_t nv)
+{
+	struct sink s = { calloc(1, BIG_LEN), 0, BIG_LEN };
+	dg_gzip_ctx *c = dg_gzip_ctx_new();
+
+	assert_non_null(s.p);
+	assert_non_null(c);
+	for (size_t j = 0; j <= nv; j++) {
+		uint64_t c0 = j ? v[j - 1].clean : 0, c1 = j < nv ? v[j].clean : BIG_LEN;
+
+		assert_int_equal(s.len, c0);
+		/* every other chunk with the reused context */
+		assert_int_equal(dg_gzip_inflate_from(j % 2 ? c : NULL, def, dlen,
+		    j ? v[j - 1].bit : 0, c0 - (j ? v[j - 1].raw : 0), c1 - c0, j == nv,
+		    sink_put, &s), DG_OK);
+	}
+	assert_int_equal(s.len, BIG_LEN);
+	assert_memory_equal(s.p, big, BIG_LEN);
+	dg_gzip_ctx_free(c);
+	free(s.p);
+}
+
+static void
+test_restart_points(void **state)
+{
+	static const int combos[][4] = {
+		/* level, memLevel, strategy, windowBits */
+		{ 9, 8, Z_DEFAULT_STRATEGY, 15 },
+		{ 6, 8, Z_DEFAULT_STRATEGY, 15 },
+		{ 9, 9, Z_FILTERED, 15 },
+		{ 6, 4, Z_DEFAULT_STRATEGY, 15 },
+		{ 9, 8, Z_DEFAULT_STRATEGY, 12 },
+		{ 6, 8, Z_RLE, 15 },
+		{ 6, 8, Z_HUFFMAN_ONLY, 15 },
+	};
+
+	(void)state;
+	/* level 1 (deflate_fast) skips hash inserts inside long matches, so a
+	 * dictionary does not restore its state: no point survives the check */
+	{
+		dg_gzip_params p1 = { 1, 8, DG_GZIP_DEFAULT, 15 };
+		size_t len, dlen, nv;
+		uint8_t *g = zlib_gzip(big, BIG_LEN, 1, 8, Z_DEFAULT_STRATEGY, 15, NULL, &len);
+		const uint8_t *def;
+		dg_gzip_split *v = NULL;
+
+		deflate_of(g, len, &def, &dlen);
+		assert_int_equal(dg_gzip_plan_deflate(def, dlen, big, BIG_LEN, &p1, 65536, 2, &v, &nv),
+		    DG_OK);
+		if (nv)
+			assert_chunks_rebuild(def, dlen, &p1, v, nv);
+		free(v);
+		free(g);
+	}
+	for (size_t i = 0; i < sizeof(combos) / sizeof(combos[0]); i++) {
+		dg_gzip_params p = { (uint8_t)combos[i][0], (uint8_t)combos[i][1],
+				     (uint8_t)combos[i][2], (uint8_t)combos[i][3] };
+		size_t len, dlen, nv, ni;
+		uint8_t *g = zlib_gzip(big, BIG_LEN, combos[i][0], combos[i][1], combos[i][2],
+				       combos[i][3], NULL, &len);
+		const uint8_t *def;
+		dg_gzip_split *v = NULL, *vi = NULL;
+		int blocks = 0;
+
+		deflate_of(g, len, &def, &dlen);
+		assert_int_equal(dg_gzip_blocks(def, dlen, count_block, &blocks), DG_OK);
+		assert_true(blocks >= 3);
+		assert_int_equal(dg_gzip_plan_deflate(def, dlen, big, BIG_LEN, &p, 65536, 2, &v,
+		    &nv), DG_OK);
+		assert_true(nv >= 2);
+		for (size_t j = 0; j < nv; j++) {
+			assert_true(v[j].raw > (j ? v[j - 1].raw : 0));
+			assert_true(v[j].bit > (j ? v[j - 1].bit : 0) && v[j].bit < dlen * 8);
+		}
+		assert_chunks_rebuild(def, dlen, &p, v, nv);
+		assert_int_equal(dg_gzip_plan_inflate(def, dlen, big, BIG_LEN, 65536, &vi, &ni),
+		    DG_OK);
+		assert_true(ni >= 2);
+		for (size_t j = 0; j < ni; j++)
+			assert_true(vi[j].clean >= vi[j].raw &&
+			    vi[j].clean - vi[j].raw <= DG_GZIP_MAX_DIRTY);
+		assert_chunks_inflate(def, dlen, vi, ni);
+		free(v);
+		free(vi);
+		free(g);
+	}
+}
+
+static void
+test_restart_errors(void **state)
+{
+	size_t len, dlen, nv;
+	uint8_t *g = zlib_gzip(big, BIG_LEN, 9, 8, Z_DEFAULT_STRATEGY, 15, NULL, &len);
+	const uint8_t *def;
+	dg_gzip_params p = { 9, 8, DG_GZIP_DEFAULT, 15 }, bad = { 10, 8, 0, 15 };
+	dg_gzip_split *v = NULL;
+	struct sink s = { malloc(BIG_LEN), 0, BIG_LEN };
+	uint8_t *buf = malloc(dlen = len);
+	dg_err e;
+
+	(void)state;
+	assert_non_null(s.p);
+	assert_non_null(buf);
+	deflate_of(g, len, &def, &dlen);
+	assert_int_equal(dg_gzip_plan_deflate(def, dlen, big, BIG_LEN, &p, 65536, 1, &v, &nv),
+	    DG_OK);
+	assert_true(nv >= 2);
+	/* a boundary past the end, an empty or cut stream */
+	assert_int_equal(dg_gzip_inflate_from(NULL, def, dlen, dlen * 8 + 1, 0, 10, 0, sink_put, &s),
+	    DG_ERR_GZIP_FORMAT);
+	s.len = 0;
+	e = dg_gzip_inflate_from(NULL, def, dlen / 2, 0, 0, BIG_LEN, 1, sink_put, &s);
+	assert_true(e == DG_ERR_GZIP_TRUNCATED || e == DG_ERR_GZIP_FORMAT);
+	/* more output than the stream has; a stream that goes on when it must end */
+	s.len = 0;
+	assert_int_equal(dg_gzip_inflate_from(NULL, def, dlen, 0, 0, BIG_LEN + 1, 1, sink_put, &s),
+	    DG_ERR_GZIP_TRUNCATED);
+	s.len = 0;
+	assert_int_equal(dg_gzip_inflate_from(NULL, def, dlen, 0, 0, BIG_LEN - 1, 1, sink_put, &s),
+	    DG_ERR_GZIP_FORMAT);
+	/* garbage in the middle of a block: an error or other bytes, no crash */
+	for (uint64_t bit = 1001; bit < dlen * 8; bit += dlen * 8 / 7) {
+		s.len = 0;
+		e = dg_gzip_inflate_from(NULL, def, dlen, bit, 0, 100000, 0, sink_put, &s);
+		assert_true(e != DG_OK || memcmp(s.p, big, 100000) != 0);
+	}
+	/* deflating: wrong params, bits, too little input, wrong length */
+	assert_int_equal(dg_gzip_deflate_from(NULL, &bad, big, 0, BIG_LEN, 0, 0, 1, buf, dlen),
+	    DG_ERR_INVAL);
+	assert_int_equal(dg_gzip_deflate_from(NULL, &p, big, 0, BIG_LEN, 3, 8, 1, buf, dlen),
+	    DG_ERR_INVAL);
+	assert_int_equal(dg_gzip_deflate_from(NULL, &p, big, 0, v[0].raw / 2, 0, 0, 0, buf,
+	    (size_t)(v[0].bit / 8)), DG_ERR_GZIP_NOT_REPRODUCIBLE);
+	assert_int_equal(dg_gzip_deflate_from(NULL, &p, big, 0, BIG_LEN, 0, 0, 1, buf, dlen - 1),
+	    DG_ERR_GZIP_NOT_REPRODUCIBLE);
+	assert_int_equal(dg_gzip_deflate_from(NULL, &p, big, 0, BIG_LEN, 0, 0, 1, buf, dlen + 1),
+	    DG_ERR_GZIP_NOT_REPRODUCIBLE);
+	assert_int_equal(dg_gzip_deflate_from(NULL, &p, big, 0, BIG_LEN, 0, 0, 1, buf, dlen),
+	    DG_OK);
+	assert_memory_equal(buf, def, dlen);
+	/* a deflate from a point that is not a boundary does not give the stream */
+	e = dg_gzip_deflate_from(NULL, &p, big, v[0].raw + 1, BIG_LEN, (unsigned)(v[0].bit % 8),
+	    v[0].bits, 1, buf, dlen - (size_t)(v[0].bit / 8));
+	assert_true(e != DG_OK || memcmp(buf, def + v[0].bit / 8, dlen - v[0].bit / 8) != 0);
+	/* no points in members too small for two chunks, or when asked for none */
+	free(v);
+	assert_int_equal(dg_gzip_plan_deflate(def, dlen, big, BIG_LEN, &p, BIG_LEN, 1, &v, &nv),
+	    DG_OK);
+	assert_int_equal(nv, 0);
+	assert_null(v);
+	assert_int_equal(dg_gzip_plan_inflate(def, dlen, big, BIG_LEN, 0, &v, &nv), DG_OK);
+	assert_int_equal(nv, 0);
+	/* a corrupt stream is an error, not a plan */
+	memcpy(buf, def, dlen);
+	memset(buf + dlen / 3, 0xff, 64);
+	e = dg_gzip_plan_deflate(buf, dlen, big, BIG_LEN, &p, 65536, 1, &v, &nv);
+	assert_true(e == DG_ERR_GZIP_FORMAT || e == DG_ERR_GZIP_TRUNCATED ||
+	    (e == DG_OK && nv <= 8));
+	free(v);
+	free(buf);
+	free(s.p);
+	free(g);
+}
+
 static int
 setup(void **state)
 {
@@ -544,6 +775,23 @@ setup(void **state)
 	if (!data)
 		return -1;
 	make_data(data, DATA_LEN, 12345);
+	if (!(big = malloc(BIG_LEN)))
+		return -1;
+	/* sections: noise, then firmware-like bytes; a restart in the noise
+	 * or soon after it is clean at once, elsewhere it may never be */
+	for (size_t off = 0; off < BIG_LEN; off += 131072) {
+		size_t n = BIG_LEN - off < 131072 ? BIG_LEN - off : 131072;
+		uint32_t x = (uint32_t)off + 1;
+
+		for (size_t i = 0; i < n && i < 40000; i++) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			big[off + i] = (uint8_t)x;
+		}
+		if (n > 40000)
+			make_data(big + off + 40000, n - 40000, (uint32_t)off + 7);
+	}
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/dg_gzip_XXXXXX");
 	return mkdtemp(tmpdir) ? 0 : -1;
 }
@@ -552,6 +800,7 @@ static int
 teardown(void **state)
 {
 	free(data);
+	free(big);
 	rmdir(tmpdir);
 	return 0;
 }
@@ -573,6 +822,8 @@ main(void)
 		cmocka_unit_test(test_truncated_and_corrupt),
 		cmocka_unit_test(test_header_limits),
 		cmocka_unit_test(test_inflate_stream),
+		cmocka_unit_test(test_restart_points),
+		cmocka_unit_test(test_restart_errors),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
