@@ -2102,9 +2102,15 @@ apply_core(const uint8_t *src, size_t src_len, const struct din *d, int out_fd,
 	}
 	if (mapped && src_len >= TRIM_MAP_MIN)
 		trim_add(&a, (void *)src, src_len);
+	a.mem_limit = o && o->mem_limit ? o->mem_limit : DG_DELTA_DEFAULT_MEM_LIMIT;
 	a.threads = o && o->threads ? o->threads : dg_delta_cpus();
 	if (a.threads > DG_DELTA_MAX_THREADS)
 		a.threads = DG_DELTA_MAX_THREADS;
+	/* a chunk thread keeps ~2.5 MiB resident: its zlib state, a deflated
+	 * chunk, the E(T) pages it reads */
+	if (a.threads > a.mem_limit / DG_DELTA_THREAD_MEM)
+		a.threads = a.mem_limit / DG_DELTA_THREAD_MEM ? (unsigned)(a.mem_limit / DG_DELTA_THREAD_MEM)
+							       : 1;
 	a.src_len = src_len;
 	/* an archive checks it while its threads expand the source */
 	a.src_deferred = h.ar && a.threads > 1;
@@ -2118,7 +2124,6 @@ apply_core(const uint8_t *src, size_t src_len, const struct din *d, int out_fd,
 	a.d = d;
 	a.h = &h;
 	a.o = o;
-	a.mem_limit = o && o->mem_limit ? o->mem_limit : DG_DELTA_DEFAULT_MEM_LIMIT;
 	a.scratch_dir = scratch_dir;
 	a.out = get_out(ctx, h.tgt_size, &err);
 	if (err)

@@ -41,10 +41,12 @@ typedef struct dg_delta_apply_opts {
 	unsigned threads;               /* an archive's gzip members are inflated
 	                                 * and deflated in chunks by this many
 	                                 * threads; 0: the online CPUs (at most
-	                                 * DG_DELTA_MAX_THREADS); 1: none */
+	                                 * DG_DELTA_MAX_THREADS); 1: none; never
+	                                 * more than mem_limit / DG_DELTA_THREAD_MEM */
 } dg_delta_apply_opts;
 
 #define DG_DELTA_MAX_THREADS 16
+#define DG_DELTA_THREAD_MEM (4u << 20)
 #define DG_DELTA_SPLIT_DEFAULT (2u << 20)
 #define DG_DELTA_SPLIT_NONE UINT64_MAX
 

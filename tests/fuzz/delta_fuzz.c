@@ -1,7 +1,8 @@
 /* Fuzz target: the delta reader and applier.
  *
  * Input: a 2-byte little-endian source length L, L bytes of source, then
- * the delta. The applier must reject anything malformed with an error,
+ * the delta (corpus/delta/archive-chunked: a gzip pair with restart
+ * points). The applier must reject anything malformed with an error,
  * never crash, hang or read out of bounds; limits keep runs small. */
 #include "config.h"
 
@@ -25,6 +26,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (l > size - 2)
 		return 0;
 	o.max_target_size = 4u << 20;
+	o.threads = 2; /* chunked archives (item kind 7) take the threaded path */
 	if (dg_delta_apply_mem(data + 2, l, data + 2 + l, size - 2 - l, &o, &out, &out_len) == DG_OK &&
 	    out_len > o.max_target_size)
 		abort();

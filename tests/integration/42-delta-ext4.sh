@@ -96,6 +96,28 @@ same "swu rebuilt under a 1 MiB memory limit" "$W/out2.swu" "$W/b.swu"
 check "swu apply to the wrong source exits 3" 3 "$DG" apply "$W/a.img" "$W/swu.delta" "$W/out3.swu"
 if [ ! -e "$W/out3.swu" ] && [ -z "$(ls "$W" | grep '\.tmp\.')" ]; then ok "no target left after wrong source"; else nok "target left after wrong source"; fi
 
+# restart points (item kind 7): the gzip member inflated and deflated in
+# chunks by threads, bit for bit, whatever the thread count
+check "ext4.gz diff --split-every 256K exits 0" 0 "$DG" diff --split-every 256K "$W/a.img.gz" "$W/b.img.gz" "$W/gzc.delta"
+"$DG" inspect "$W/gzc.delta" >"$W/gzc.inspect" 2>&1
+if grep -q "0: archive-chunked" "$W/gzc.inspect"; then ok "inspect shows the chunked archive item"; else nok "chunked archive item"; sed 's/^/# /' "$W/gzc.inspect"; fi
+csz=$(wc -c <"$W/gzc.delta")
+if [ "$csz" -lt $((gsz + 2000)) ]; then ok "restart points cost little ($csz vs $gsz bytes)"; else nok "chunked delta $csz vs $gsz"; fi
+for th in 1 2 5; do
+	check "ext4.gz chunked apply --threads $th exits 0" 0 "$DG" apply --threads "$th" "$W/a.img.gz" "$W/gzc.delta" "$W/outc$th.gz"
+	same "ext4.gz rebuilt by $th thread(s)" "$W/outc$th.gz" "$W/b.img.gz"
+done
+check "ext4.gz chunked apply --memory-limit 1M exits 0" 0 "$DG" apply --memory-limit 1M "$W/a.img.gz" "$W/gzc.delta" "$W/outcm.gz"
+same "ext4.gz chunked, rebuilt under a 1 MiB memory limit" "$W/outcm.gz" "$W/b.img.gz"
+check "swu diff --split-every 256K exits 0" 0 "$DG" diff --split-every 256K "$W/a.swu" "$W/b.swu" "$W/swuc.delta"
+check "swu chunked apply exits 0" 0 "$DG" apply "$W/a.swu" "$W/swuc.delta" "$W/outc.swu"
+same "swu rebuilt from chunks" "$W/outc.swu" "$W/b.swu"
+check "swu chunked apply to the wrong source exits 3" 3 "$DG" apply --threads 3 "$W/b.swu" "$W/swuc.delta" "$W/outc3.swu"
+check "diff --split-every 0 exits 0" 0 "$DG" diff --split-every 0 "$W/a.img.gz" "$W/b.img.gz" "$W/gz0.delta"
+if "$DG" inspect "$W/gz0.delta" 2>&1 | grep -q "0: archive "; then ok "--split-every 0: plain archive item"; else nok "--split-every 0 item"; fi
+check "--split-every below 64K is a usage error" 2 "$DG" diff --split-every 1000 "$W/a.img.gz" "$W/b.img.gz" "$W/x.delta"
+check "apply --threads 0 is a usage error" 2 "$DG" apply --threads 0 "$W/a.img.gz" "$W/gzc.delta" "$W/x.gz"
+
 # a pair above the size from which the source and output mappings are
 # trimmed too (TRIM_MAP_MIN, 16 MiB): a bsdiff step or a zstd frame then
 # spans many trims
