@@ -668,7 +668,9 @@ preader_finish(struct preader *r)
  *   for a source segment, the primed bits for a target one) ---- */
 
 /* Restart points of gz segment g; rlen and clen must be set. Checked so
- * that every chunk is non-empty and inside the member. */
+ * that every chunk is non-empty and inside the member, and so that a
+ * delta cannot make the chunks cost much more than the member itself:
+ * at most one point per 64 KiB, no dirty stretch past the next point. */
 static dg_err
 splits_load(const uint8_t *buf, size_t len, size_t *pos, struct aseg *g, int target)
 {
@@ -676,7 +678,7 @@ splits_load(const uint8_t *buf, size_t len, size_t *pos, struct aseg *g, int tar
 	int bad = 0;
 
 	n = rd_varint(buf, len, pos, &bad);
-	if (bad || n > (len - *pos) / 3 || n > g->rlen / 4096)
+	if (bad || n > (len - *pos) / 3 || n > g->rlen / DG_GZIP_MIN_EVERY)
 		return DG_ERR_DELTA_CORRUPT;
 	if (n == 0)
 		return DG_OK;
@@ -689,7 +691,7 @@ splits_load(const uint8_t *buf, size_t len, size_t *pos, struct aseg *g, int tar
 		for (int k = 0; k < 3; k++)
 			v[k] = rd_varint(buf, len, pos, &bad);
 		if (bad || v[0] == 0 || v[1] == 0 || v[0] > g->clen * 8 - bit ||
-		    v[1] >= g->rlen - raw)
+		    v[1] >= g->rlen - raw || raw + v[1] <= clean)
 			return DG_ERR_DELTA_CORRUPT;
 		bit += v[0];
 		raw += v[1];
@@ -701,7 +703,7 @@ splits_load(const uint8_t *buf, size_t len, size_t *pos, struct aseg *g, int tar
 				return DG_ERR_DELTA_CORRUPT;
 			s->bits = (uint8_t)v[2];
 		} else {
-			if (v[2] > DG_GZIP_MAX_DIRTY || v[2] > g->rlen - raw || raw + v[2] <= clean)
+			if (v[2] > DG_GZIP_MAX_DIRTY || v[2] > g->rlen - raw)
 				return DG_ERR_DELTA_CORRUPT;
 			s->clean = clean = raw + v[2];
 		}

@@ -1145,8 +1145,11 @@ dg_gzip_plan_inflate(const void *def, size_t len, const uint8_t *raw, uint64_t r
 
 	*out = NULL;
 	*n = 0;
+	if (every && every < DG_GZIP_MIN_EVERY)
+		every = DG_GZIP_MIN_EVERY;
 	if (!every || rlen < 2 * every)
 		return DG_OK;
+	next = every;
 	if ((e = all_blocks(def, len, &b)))
 		return e;
 	if (b.n && !(v = malloc(b.n * sizeof(*v)))) {
@@ -1166,7 +1169,7 @@ dg_gzip_plan_inflate(const void *def, size_t len, const uint8_t *raw, uint64_t r
 		for (k = i; k < b.n && k < i + 32 && rlen - b.v[k].raw >= every / 2; k++) {
 			uint64_t c = clean_offset(def, len, &b.v[k], raw, rlen, DG_GZIP_MAX_DIRTY / 4);
 
-			if (c != UINT64_MAX && (!nv || b.v[k].raw + c > v[nv - 1].clean)) {
+			if (c != UINT64_MAX && (!nv || b.v[k].raw > v[nv - 1].clean)) {
 				v[nv] = b.v[k];
 				v[nv].clean = b.v[k].raw + c;
 				nv++;
@@ -1269,8 +1272,11 @@ dg_gzip_plan_deflate(const void *def, size_t len, const uint8_t *raw, uint64_t r
 
 	*out = NULL;
 	*n = 0;
+	if (every && every < DG_GZIP_MIN_EVERY)
+		every = DG_GZIP_MIN_EVERY;
 	if (!every || rlen < 2 * every)
 		return DG_OK;
+	next = every;
 	if ((e = all_blocks(def, len, &b)))
 		return e;
 	v = b.v; /* chosen points are compacted in place */

@@ -136,6 +136,8 @@ dg_err dg_gzip_params_check(const dg_gzip_params *p);
 #define DG_GZIP_WINDOW 32768u
 /* A deflate chunk may read this far past its end boundary (lookahead). */
 #define DG_GZIP_SLACK 65536u
+/* Points are at least this far apart on average (readers check it). */
+#define DG_GZIP_MIN_EVERY 65536u
 /* Longest wrong stretch a recorded inflate restart may produce. */
 #define DG_GZIP_MAX_DIRTY (1u << 20)
 
@@ -179,14 +181,15 @@ dg_err dg_gzip_deflate_from(dg_gzip_ctx *ctx, const dg_gzip_params *p, const uin
     uint64_t from, uint64_t limit, unsigned nbits, unsigned bits, int last, void *out, size_t n);
 
 /* Restart points for the processor's parallel inflate of def (raw: its
- * output, rlen bytes): about one per `every` bytes, each with its clean
- * offset (at most DG_GZIP_MAX_DIRTY / 4 after it). *out malloc'd (NULL
- * when none). Errors as dg_gzip_blocks. */
+ * output, rlen bytes): about one per `every` bytes (at least
+ * DG_GZIP_MIN_EVERY), each with its clean offset (at most
+ * DG_GZIP_MAX_DIRTY / 4 after it, and before the next point). *out
+ * malloc'd (NULL when none). Errors as dg_gzip_blocks. */
 dg_err dg_gzip_plan_inflate(const void *def, size_t len, const uint8_t *raw, uint64_t rlen,
     uint64_t every, dg_gzip_split **out, size_t *n);
 
 /* Restart points for the processor's parallel deflate: about one per
- * `every` bytes where dg_gzip_deflate_from rebuilds def exactly, every
+ * `every` bytes (at least DG_GZIP_MIN_EVERY) where dg_gzip_deflate_from rebuilds def exactly, every
  * chunk checked (threads at a time); points whose chunk differs are
  * dropped. *out malloc'd (NULL when none). Errors as dg_gzip_blocks. */
 dg_err dg_gzip_plan_deflate(const void *def, size_t len, const uint8_t *raw, uint64_t rlen,
