@@ -17,18 +17,26 @@ echo "machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinf
 "$dg" diff "$src" "$tgt" "$w/d.dg" > /dev/null
 bsdiff "$src" "$tgt" "$w/d.bs"
 echo "deltas: deltagate $(stat -c %s "$w/d.dg") bytes, bsdiff $(stat -c %s "$w/d.bs") bytes"
-# per-run milliseconds of a command, RUNS times: fastest / median
-runit() {
-	local i t0 t1
-	for i in $(seq "$runs"); do
-		t0=$(date +%s%N); "$@" > /dev/null 2>&1; t1=$(date +%s%N)
-		echo $(( (t1 - t0) / 1000 ))
-	done | sort -n | awk '{a[NR] = $1} END {printf "fastest %.2f ms, median %.2f ms\n", a[1] / 1000, a[int((NR + 1) / 2)] / 1000}'
+# The commands are run in turn, RUNS rounds (on a shared machine a slow
+# spell then hits every command alike); per command: fastest / median ms.
+ms() { # ms FILE: fastest and median of the numbers in FILE (microseconds)
+	sort -n "$1" | awk '{a[NR] = $1} END {printf "fastest %.2f ms, median %.2f ms\n", a[1] / 1000, a[int((NR + 1) / 2)] / 1000}'
+}
+timed() { # timed FILE COMMAND...: append its run time in microseconds
+	local f=$1 t0 t1
+	shift
+	t0=$(date +%s%N); "$@" > /dev/null 2>&1; t1=$(date +%s%N)
+	echo $(( (t1 - t0) / 1000 )) >> "$f"
 }
 "$ab" "$src" "$w/d.dg" "$w/lib.out" "$runs"
 cmp "$w/lib.out" "$tgt"
-echo "deltagate apply (command, fsync of target and directory): $(runit "$dg" apply "$src" "$w/d.dg" "$w/cmd.out")"
+for i in $(seq "$runs"); do
+	timed "$w/t.dg" "$dg" apply "$src" "$w/d.dg" "$w/cmd.out"
+	timed "$w/t.bs" bspatch "$src" "$w/bs.out" "$w/d.bs"
+	timed "$w/t.bss" sh -c "bspatch '$src' '$w/bs.out' '$w/d.bs' && sync '$w/bs.out'"
+done
 cmp "$w/cmd.out" "$tgt"
-echo "bspatch (command, no fsync): $(runit bspatch "$src" "$w/bs.out" "$w/d.bs")"
 cmp "$w/bs.out" "$tgt"
-echo "bspatch + sync FILE (command, fsync of the target): $(runit sh -c "bspatch '$src' '$w/bs.out' '$w/d.bs' && sync '$w/bs.out'")"
+echo "deltagate apply (command, fsync of target and directory): $(ms "$w/t.dg")"
+echo "bspatch (command, no fsync): $(ms "$w/t.bs")"
+echo "bspatch + sync FILE (command, fsync of the target): $(ms "$w/t.bss")"
