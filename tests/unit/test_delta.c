@@ -851,6 +851,18 @@ test_archive_chunked(void **state)
 		free(o2);
 		d[i] ^= 0x24;
 	}
+	/* cancellation stops the threads too */
+	{
+		atomic_int stop = 1;
+
+		memset(&ao, 0, sizeof(ao));
+		ao.threads = 4;
+		ao.cancel = &stop;
+		assert_int_equal(dg_delta_apply_mem(ga, gal, d, dl, &ao, &out, &ol), DG_ERR_CANCELED);
+		assert_null(out);
+		ao.cancel = NULL;
+		ao.threads = 3;
+	}
 	/* a wrong source is DG_ERR_DELTA_SOURCE even while threads expand it */
 	ga[gal / 2] ^= 1;
 	assert_int_equal(dg_delta_apply_mem(ga, gal, d, dl, &ao, &out, &ol), DG_ERR_DELTA_SOURCE);
