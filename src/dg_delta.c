@@ -886,6 +886,7 @@ trim_maps(struct applier *a)
 
 struct pool;
 static void pool_advance(struct pool *p, uint64_t wm);
+static int pool_stopped(struct pool *p);
 static void drop_pages(const void *p, size_t len);
 
 #ifndef MADV_POPULATE_WRITE
@@ -913,8 +914,12 @@ final_bytes(const struct applier *a)
 static dg_err
 check_cancel(struct applier *a)
 {
-	if (a->pool)
+	if (a->pool) {
+		/* a chunk failed: stop decoding (pool_finish reports why) */
+		if (pool_stopped(a->pool))
+			return DG_ERR_CANCELED;
 		pool_advance(a->pool, final_bytes(a));
+	}
 	if (a->o && a->o->cancel && atomic_load(a->o->cancel))
 		return DG_ERR_CANCELED;
 	if (a->o && a->o->progress)
@@ -1745,6 +1750,12 @@ pool_advance(struct pool *p, uint64_t wm)
 		pthread_cond_broadcast(&p->cv);
 	}
 	pthread_mutex_unlock(&p->mu);
+}
+
+static int
+pool_stopped(struct pool *p)
+{
+	return atomic_load(&p->stop);
 }
 
 /* Start up to nt workers on t[0..n) (none: the caller runs them in
