@@ -795,6 +795,25 @@ feed_len(uint64_t left)
 	return left > FEED_MAX ? FEED_MAX : (uInt)left;
 }
 
+/* One inflate call on d[*in..len) into out[0..cap): advances *in, sets
+ * *got; returns zlib's code. */
+static int
+inflate_step(z_stream *z, const uint8_t *d, size_t len, uint64_t *in, uint8_t *out, uInt cap,
+    int flush, size_t *got)
+{
+	uInt feed = feed_len(len - *in);
+	int rc;
+
+	z->next_in = (Bytef *)(uintptr_t)(d + *in);
+	z->avail_in = feed;
+	z->next_out = out;
+	z->avail_out = cap;
+	rc = inflate(z, flush);
+	*in += feed - z->avail_in;
+	*got = cap - z->avail_out;
+	return rc;
+}
+
 dg_err
 dg_gzip_blocks(const void *def, size_t len, int (*fn)(void *arg, uint64_t bit, uint64_t raw),
     void *arg)
@@ -814,22 +833,17 @@ dg_gzip_blocks(const void *def, size_t len, int (*fn)(void *arg, uint64_t bit, u
 		return zerr(rc);
 	}
 	for (;;) {
-		uInt feed = feed_len(len - in);
+		size_t got;
 
-		z.next_in = (Bytef *)(uintptr_t)(d + in);
-		z.avail_in = feed;
-		z.next_out = out;
-		z.avail_out = CHUNK;
-		rc = inflate(&z, Z_BLOCK);
-		in += feed - z.avail_in;
-		raw += CHUNK - z.avail_out;
+		rc = inflate_step(&z, d, len, &in, out, CHUNK, Z_BLOCK, &got);
+		raw += got;
 		if (rc == Z_STREAM_END)
 			break;
 		if (rc != Z_OK && rc != Z_BUF_ERROR) {
 			e = rc == Z_DATA_ERROR ? DG_ERR_GZIP_FORMAT : zerr(rc);
 			break;
 		}
-		if (rc == Z_BUF_ERROR || (in == len && z.avail_out == CHUNK && !(z.data_type & 128))) {
+		if (rc == Z_BUF_ERROR || (in == len && got == 0 && !(z.data_type & 128))) {
 			e = DG_ERR_GZIP_TRUNCATED;
 			break;
 		}
@@ -892,7 +906,6 @@ dg_gzip_inflate_from(dg_gzip_ctx *ctx, const void *def, size_t len, uint64_t bit
 		goto done;
 	}
 	for (;;) {
-		uInt feed = feed_len(len - in), cap;
 		uint64_t want = skip ? skip : n;
 		size_t got;
 		int ending = !skip && !n;
@@ -900,14 +913,8 @@ dg_gzip_inflate_from(dg_gzip_ctx *ctx, const void *def, size_t len, uint64_t bit
 		if (ending && !last)
 			break;
 		/* all out: one byte of room shows whether the stream ends */
-		cap = ending ? 1 : want < IBUF ? (uInt)want : IBUF;
-		z.next_out = buf;
-		z.avail_out = cap;
-		z.next_in = (Bytef *)(uintptr_t)(d + in);
-		z.avail_in = feed;
-		rc = inflate(&z, Z_NO_FLUSH);
-		in += feed - z.avail_in;
-		got = cap - z.avail_out;
+		rc = inflate_step(&z, d, len, &in, buf, ending ? 1 : want < IBUF ? (uInt)want : IBUF,
+		    Z_NO_FLUSH, &got);
 		if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
 			e = rc == Z_DATA_ERROR ? DG_ERR_GZIP_FORMAT : zerr(rc);
 			break;
@@ -1082,6 +1089,19 @@ all_blocks(const void *def, size_t len, struct bvec *b)
 	return e;
 }
 
+/* The planners' start: every at least DG_GZIP_MIN_EVERY; no boundaries
+ * (b->n 0) when the member is too small for two chunks. */
+static dg_err
+plan_blocks(const void *def, size_t len, uint64_t rlen, uint64_t *every, struct bvec *b)
+{
+	memset(b, 0, sizeof(*b));
+	if (*every && *every < DG_GZIP_MIN_EVERY)
+		*every = DG_GZIP_MIN_EVERY;
+	if (!*every || rlen < 2 * *every)
+		return DG_OK;
+	return all_blocks(def, len, b);
+}
+
 /* Where inflating from bl (zero window) turns right for good, as an
  * offset from bl->raw, or UINT64_MAX when not within max_dirty. */
 static uint64_t
@@ -1101,16 +1121,10 @@ clean_offset(const uint8_t *d, size_t len, const dg_gzip_split *bl, const uint8_
 		return UINT64_MAX;
 	}
 	while (at < want) {
-		uInt feed = feed_len(len - in), cap = want - at < CHUNK ? (uInt)(want - at) : CHUNK;
 		size_t got, i;
 
-		z.next_in = (Bytef *)(uintptr_t)(d + in);
-		z.avail_in = feed;
-		z.next_out = buf;
-		z.avail_out = cap;
-		rc = inflate(&z, Z_NO_FLUSH);
-		in += feed - z.avail_in;
-		got = cap - z.avail_out;
+		rc = inflate_step(&z, d, len, &in, buf, want - at < CHUNK ? (uInt)(want - at) : CHUNK,
+		    Z_NO_FLUSH, &got);
 		if ((rc != Z_OK && rc != Z_STREAM_END) || got == 0)
 			break;
 		for (i = 0; i < got; i++) {
@@ -1145,13 +1159,9 @@ dg_gzip_plan_inflate(const void *def, size_t len, const uint8_t *raw, uint64_t r
 
 	*out = NULL;
 	*n = 0;
-	if (every && every < DG_GZIP_MIN_EVERY)
-		every = DG_GZIP_MIN_EVERY;
-	if (!every || rlen < 2 * every)
-		return DG_OK;
-	next = every;
-	if ((e = all_blocks(def, len, &b)))
+	if ((e = plan_blocks(def, len, rlen, &every, &b)) || !b.n)
 		return e;
+	next = every;
 	if (b.n && !(v = malloc(b.n * sizeof(*v)))) {
 		free(b.v);
 		return DG_ERR_NOMEM;
@@ -1272,13 +1282,9 @@ dg_gzip_plan_deflate(const void *def, size_t len, const uint8_t *raw, uint64_t r
 
 	*out = NULL;
 	*n = 0;
-	if (every && every < DG_GZIP_MIN_EVERY)
-		every = DG_GZIP_MIN_EVERY;
-	if (!every || rlen < 2 * every)
-		return DG_OK;
-	next = every;
-	if ((e = all_blocks(def, len, &b)))
+	if ((e = plan_blocks(def, len, rlen, &every, &b)) || !b.n)
 		return e;
+	next = every;
 	v = b.v; /* chosen points are compacted in place */
 	for (i = 0; i < b.n; i++) {
 		if (b.v[i].raw < next || rlen - b.v[i].raw < every / 2)
