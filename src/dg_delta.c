@@ -841,6 +841,8 @@ struct applier {
 	size_t src_len;
 	int src_deferred;        /* the source's hash is checked while expanding */
 	int tgt_hashed;          /* tgt_sha was computed while folding */
+	uint64_t et_len;         /* archive: E(T)'s size, for progress */
+	uint64_t folded;         /* archive: target bytes final, for progress */
 	uint8_t tgt_sha[32];
 	/* file-backed mappings whose pages trim_maps drops */
 	struct {
@@ -887,6 +889,22 @@ trim_maps(struct applier *a)
 struct pool;
 static void pool_advance(struct pool *p, uint64_t wm);
 static int pool_stopped(struct pool *p);
+static dg_err pool_hash_done(struct pool *p);
+
+/* Progress shown to the caller, at most the target's size. An archive's
+ * first half is decoding E(T), the second the target's bytes made final
+ * (folded and hashed, in order). */
+static uint64_t
+shown_progress(const struct applier *a)
+{
+	uint64_t t = a->h->tgt_size, d;
+
+	if (!a->et_len)
+		return a->done < t ? a->done : t;
+	d = a->done < a->et_len ? a->done : a->et_len;
+	return (uint64_t)((double)d / (double)a->et_len * (double)(t / 2) +
+			  (double)a->folded / (double)(t ? t : 1) * (double)(t - t / 2));
+}
 static void drop_pages(const void *p, size_t len);
 
 #ifndef MADV_POPULATE_WRITE
@@ -915,15 +933,20 @@ static dg_err
 check_cancel(struct applier *a)
 {
 	if (a->pool) {
+		dg_err e;
+
 		/* a chunk failed: stop decoding (pool_finish reports why) */
 		if (pool_stopped(a->pool))
 			return DG_ERR_CANCELED;
 		pool_advance(a->pool, final_bytes(a));
+		/* hash what the threads have finished meanwhile */
+		if ((e = pool_hash_done(a->pool)))
+			return e;
 	}
 	if (a->o && a->o->cancel && atomic_load(a->o->cancel))
 		return DG_ERR_CANCELED;
 	if (a->o && a->o->progress)
-		a->o->progress(a->o->progress_arg, a->done, a->h->tgt_size);
+		a->o->progress(a->o->progress_arg, shown_progress(a), a->h->tgt_size);
 	trim_maps(a);
 	if (a->pool && a->populate && a->done < a->populate) {
 		/* the next piece of E(T) in one call rather than a fault a page */
@@ -1833,6 +1856,7 @@ pool_hash(struct pool *p, size_t upto)
 			put32(t->out + g->clen - 4, (uint32_t)g->rlen);
 		}
 		task_range(t, &o0, &o1);
+		a->folded = o1;
 		for (uint64_t o = o0; o < o1;) {
 			size_t k = o1 - o < TRIM_EVERY ? (size_t)(o1 - o) : TRIM_EVERY;
 
@@ -1854,6 +1878,21 @@ pool_hash(struct pool *p, size_t upto)
 	return DG_OK;
 }
 
+/* pool_hash of the tasks done so far in order (applying thread). */
+static dg_err
+pool_hash_done(struct pool *p)
+{
+	size_t upto;
+
+	if (!p->sha)
+		return DG_OK;
+	pthread_mutex_lock(&p->mu);
+	for (upto = p->hashed; upto < p->n && p->t[upto].done; upto++)
+		;
+	pthread_mutex_unlock(&p->mu);
+	return pool_hash(p, upto);
+}
+
 /* All of E(T) is final (or err: stop). Wait for the workers, keeping the
  * caller's progress, cancellation and trimming going (and the target's
  * hash, when p->sha), or run the tasks here when there are none. */
@@ -1862,6 +1901,7 @@ pool_finish(struct pool *p, dg_err err)
 {
 	struct applier *a = p->a;
 	size_t upto;
+	int failed;
 
 	pthread_mutex_lock(&p->mu);
 	p->wm = UINT64_MAX;
@@ -1884,9 +1924,10 @@ pool_finish(struct pool *p, dg_err err)
 		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 		for (upto = p->hashed; upto < p->n && p->t[upto].done; upto++)
 			;
+		failed = p->err != DG_OK;
 		pthread_mutex_unlock(&p->mu);
 		e = check_cancel(a);
-		if (!e && p->sha && !p->err)
+		if (!e && p->sha && !failed)
 			e = pool_hash(p, upto);
 		pthread_mutex_lock(&p->mu);
 		if (e && !p->err) {
@@ -1904,9 +1945,13 @@ pool_finish(struct pool *p, dg_err err)
 
 		if (!wc.z)
 			p->err = DG_ERR_NOMEM;
-		for (; !p->err && p->next < p->n; p->next++)
-			if ((p->err = task_run(a, NULL, &p->t[p->next], &wc)) == DG_OK)
+		for (; !p->err && p->next < p->n; p->next++) {
+			p->err = task_run(a, NULL, &p->t[p->next], &wc);
+			if (!p->err && p->sha)
+				p->err = pool_hash(p, p->next + 1);
+			if (!p->err)
 				p->err = check_cancel(a);
+		}
 		p->next = p->n;
 		wctx_free(&wc);
 	}
@@ -2064,6 +2109,7 @@ apply_archive(struct applier *a, const struct item *items)
 	a->done = 0;
 	a->wm_base = a->wm_end = 0;
 	a->populate = er.mapped ? ar->er : 0;
+	a->et_len = ar->er ? ar->er : 1;
 	pool_start(&pool, a, t, NULL, n, a->threads, 0);
 	if (!(pool.sha = EVP_MD_CTX_new()) || EVP_DigestInit_ex(pool.sha, EVP_sha256(), NULL) != 1)
 		err = DG_ERR_CRYPTO;
@@ -2083,6 +2129,8 @@ apply_archive(struct applier *a, const struct item *items)
 		a->tgt_hashed = !err;
 	}
 	EVP_MD_CTX_free(pool.sha);
+	if (!err)
+		err = check_cancel(a); /* the last progress report: 100% */
 fail:
 	free(keys);
 	free(order);

@@ -767,6 +767,24 @@ test_archive_swu(void **state)
 }
 
 
+struct prog {
+	uint64_t last, total;
+	int calls, bad;
+};
+
+/* progress never goes back, never past the total */
+static void
+prog_cb(void *arg, uint64_t done, uint64_t total)
+{
+	struct prog *p = arg;
+
+	if (done < p->last || done > total || (p->total && total != p->total))
+		p->bad++;
+	p->last = done;
+	p->total = total;
+	p->calls++;
+}
+
 /* A gzip pair with restart points (item kind 7): applied with 1, 2 and 5
  * threads to the same bytes; damage anywhere never gives a wrong target. */
 static void
@@ -815,11 +833,19 @@ test_archive_chunked(void **state)
 	dg_delta_info_free(info);
 	unlink(path);
 	for (unsigned th = 1; th <= 5; th += 2) {
+		struct prog pr = { 0, 0, 0, 0 };
+
 		memset(&ao, 0, sizeof(ao));
 		ao.threads = th;
+		ao.progress = prog_cb;
+		ao.progress_arg = &pr;
 		assert_int_equal(dg_delta_apply_mem(ga, gal, d, dl, &ao, &out, &ol), DG_OK);
 		assert_int_equal(ol, gbl);
 		assert_memory_equal(out, gb, gbl);
+		/* an archive's progress is in target bytes and ends at 100% */
+		assert_true(pr.calls > 0);
+		assert_int_equal(pr.bad, 0);
+		assert_int_equal(pr.last, gbl);
 		free(out);
 		out = NULL;
 	}
