@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 
 #include "dg_cache.h"
+#include "dg_fault.h"
 #include "dg_log.h"
 #include "dg_store.h"
 #include "dg_util.h"
@@ -1246,6 +1247,11 @@ dg_cache_writer_commit(dg_cache_writer *w, dg_cache_entry *out)
 		free(final);
 		return DG_OK;
 	}
+	DG_FAULT("cache/insert/before-fsync", {
+		err = dg_err_from_errno(errno);
+		dg_log_err("%s: fsync: %s", w->path, strerror(errno));
+		goto fail;
+	});
 	if (fsync(w->fd) < 0) {
 		err = dg_err_from_errno(errno);
 		dg_log_err("%s: fsync: %s", w->path, strerror(errno));
@@ -1270,6 +1276,11 @@ dg_cache_writer_commit(dg_cache_writer *w, dg_cache_entry *out)
 		if (err != DG_OK)
 			goto fail;
 	}
+	DG_FAULT("cache/insert/before-rename", {
+		err = dg_err_from_errno(errno);
+		dg_log_err("%s: cannot rename to %s: %s", w->path, final, strerror(errno));
+		goto fail;
+	});
 	if (rename(w->path, final) < 0) {
 		err = dg_err_from_errno(errno);
 		dg_log_err("%s: cannot rename to %s: %s", w->path, final, strerror(errno));
@@ -1281,6 +1292,10 @@ dg_cache_writer_commit(dg_cache_writer *w, dg_cache_entry *out)
 		dg_log_err("%s: fsync directory: %s", final, dg_strerror(err));
 		goto fail;
 	}
+	DG_FAULT("cache/insert/before-index", {
+		err = dg_err_from_errno(errno);
+		goto fail;
+	});
 	if ((err = insert_row(c, w->provider, sha, w->off, &e)) != DG_OK)
 		goto fail;
 	if ((err = dg_store_commit(c->st)) != DG_OK)

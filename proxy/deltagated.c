@@ -25,6 +25,7 @@
 #include "dg_fetch.h"
 #include "dg_job.h"
 #include "dg_json.h"
+#include "dg_fault.h"
 #include "dg_log.h"
 #include "dg_mirror.h"
 #include "dg_mqtt.h"
@@ -504,6 +505,8 @@ main(int argc, char **argv)
 		goto out;
 	}
 	dg_log_open("deltagated", gw.cfg.syslog, (dg_log_level)dg_log_level_parse(gw.cfg.log_level));
+	if (dg_fault_init() != 0)
+		goto out;
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() != 0 || !(gw.base = event_base_new())) {
 		dg_log_err("cannot create the event loop");

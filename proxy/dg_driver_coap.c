@@ -45,6 +45,7 @@
 #include "dg_driver.h"
 #include "dg_driver_coap.h"
 #include "dg_json.h"
+#include "dg_fault.h"
 #include "dg_log.h"
 #include "dg_topic.h"
 #include "dg_util.h"
@@ -148,7 +149,20 @@ struct dg_delivery {
 	int awaiting;            /* a request is outstanding */
 	struct event *rtx;       /* its retransmission timer */
 	int trigger_sent;
+	int fault_passed;        /* driver/coap/mid-transfer (fault injection) */
 };
+
+/* Fault point driver/coap/mid-transfer, once per delivery when the block at
+ * off is past half the image; non-zero: that datagram is lost. */
+static int
+mid_transfer_fault(dg_delivery *d, uint64_t off)
+{
+	if (d->fault_passed || off < d->size / 2)
+		return 0;
+	d->fault_passed = 1;
+	DG_FAULT("driver/coap/mid-transfer", return 1);
+	return 0;
+}
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -643,7 +657,9 @@ push_send(dg_delivery *d, int retransmit)
 		d->retransmits++;
 	/* a failed send (e.g. ICMP unreachable seen on the socket) counts as a
 	 * lost datagram: the span decides when to give up */
-	if (coap_send(d->sess, pdu) == COAP_INVALID_MID)
+	if (!d->trigger_sent && mid_transfer_fault(d, off))
+		coap_delete_pdu(pdu);
+	else if (coap_send(d->sess, pdu) == COAP_INVALID_MID)
 		dg_log_debug("%s: coap: push send failed (try %u)", d->dev->id, d->tries);
 	/* the last wait ends with the span, so a dead device fails on time */
 	ms_to_tv(d->rto_cur < span_left(d, now) ? d->rto_cur : span_left(d, now) + 5, &tv);
@@ -1167,6 +1183,10 @@ serve_fw(struct coap_driver *drv, coap_session_t *s, const char *tok, size_t tok
 		return;
 	}
 	len = (size_t)(d->size - off < bs ? d->size - off : bs);
+	if (mid_transfer_fault(d, off)) {
+		set_text(resp, 503, "fault injected");
+		return;
+	}
 	/* RTT: a request for the next block follows the previous answer */
 	{
 		uint64_t now = dg_util_now_ms();

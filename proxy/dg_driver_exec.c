@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "dg_driver.h"
+#include "dg_fault.h"
 #include "dg_log.h"
 #include "dg_util.h"
 
@@ -78,6 +79,8 @@ maybe_finish(dg_delivery *d)
 
 	if (!d->exited || !d->eof)
 		return;
+	/* the tool has exited, its result is not yet the job's */
+	DG_FAULT("driver/exec/after-exit", (void)0);
 	unlink_delivery(d->drv, d);
 	if (d->timed_out) {
 		ok = 0;

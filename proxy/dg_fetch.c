@@ -28,6 +28,7 @@
 #include <openssl/rand.h>
 
 #include "dg_fetch.h"
+#include "dg_fault.h"
 #include "dg_log.h"
 #include "dg_util.h"
 
@@ -557,6 +558,11 @@ on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 	}
 	t->received += len;
 	t->stats.bytes_received += len;
+	DG_FAULT("fetch/after-chunk", {
+		t->stats.sink_err = dg_err_from_errno(errno);
+		t->abort = DG_ERR_FETCH_SINK;
+		return 0;
+	});
 	return len;
 }
 
@@ -586,6 +592,8 @@ finish_transfer(struct transfer *t, dg_err outcome)
 	unlink_transfer(f, t);  /* a new start with the same key opens a new one */
 	t->stats.size = t->offset + t->received;
 	t->stats.elapsed_ms = dg_util_now_ms() - t->start_ms;
+	if (outcome == DG_OK)
+		DG_FAULT("fetch/before-rename", outcome = DG_ERR_FETCH_SINK; t->stats.sink_err = dg_err_from_errno(errno));
 	if (t->sink.finish) {
 		e = t->sink.finish(t->sink.arg, outcome);
 		if (outcome == DG_OK && e != DG_OK) {

@@ -1,6 +1,8 @@
 /* dg_job - update jobs and the artifacts they share. */
 #include "config.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,6 +17,7 @@
 #include "dg_delta.h"
 #include "dg_job.h"
 #include "dg_json.h"
+#include "dg_fault.h"
 #include "dg_log.h"
 #include "dg_util.h"
 
@@ -75,6 +78,7 @@ struct artifact {
 	int via_delta;
 	dg_fetch *fetch;
 	int timed_out;           /* the stage timer canceled the fetch */
+	int fault_passed, fault_errno; /* rebuild/mid-apply (fault injection) */
 	int freeing;             /* art_free is canceling: ignore callbacks */
 	dg_cache_writer *writer;
 	unsigned char writing_sha[32];
@@ -357,6 +361,21 @@ report_progress(struct job *jb, const char *stage, int percent)
 		publish_report(jb, r, 1);
 }
 
+/* Fault point job/after-stage-<name>: the stage is written (in the open
+ * batch, not yet committed); crash or pause only. */
+static void
+stage_fault(enum stage st)
+{
+#ifdef DG_FAULT_INJECTION
+	char point[64];
+
+	snprintf(point, sizeof(point), "job/after-stage-%s", stage_names[st]);
+	DG_FAULT(point, (void)0);
+#else
+	(void)st;
+#endif
+}
+
 static void
 set_stage(struct job *jb, enum stage st)
 {
@@ -365,6 +384,7 @@ set_stage(struct job *jb, enum stage st)
 	jb->stage = st;
 	persist(jb, 0, 0);
 	dg_log_info("%s: job %s: %s", jb->dev->id, jb->job_id, stage_names[st]);
+	stage_fault(st);
 	if (st < ST_SUCCEEDED)
 		report_progress(jb, stage_names[st], st == ST_STAGED ? 0 : -1);
 	publish_rollup(jb->j, jb->job_id);
@@ -562,7 +582,8 @@ fetched(struct artifact *a, dg_err result)
 	}
 	if (result != DG_OK) {
 		dg_log_err("image %s: download failed: %s", a->hex, dg_strerror(result));
-		art_fail(a, a->timed_out ? DG_EXT_JOB_TIMEOUT : DG_EXT_DOWNLOAD(result));
+		art_fail(a, a->timed_out ? DG_EXT_JOB_TIMEOUT :
+		    result == DG_ERR_NOSPC ? DG_EXT_JOB_NOSPACE : DG_EXT_DOWNLOAD(result));
 		return;
 	}
 	art_ready(a, 0);
@@ -628,6 +649,24 @@ fetch_into_cache(struct artifact *a, const char *url, const unsigned char sha[32
 
 /* --- rebuild from a delta, on a worker thread */
 
+#ifdef DG_FAULT_INJECTION
+/* Fault point rebuild/mid-apply: once half of the target is written. An
+ * error stops the apply as a cancel would and is its result. */
+static void
+rebuild_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct artifact *a = arg;
+
+	if (a->fault_passed || done < total / 2)
+		return;
+	a->fault_passed = 1;
+	DG_FAULT("rebuild/mid-apply", {
+		a->fault_errno = errno;
+		atomic_store(&a->cancel, 1);
+	});
+}
+#endif
+
 static void *
 rebuild_thread(void *arg)
 {
@@ -636,7 +675,17 @@ rebuild_thread(void *arg)
 
 	o.cancel = &a->cancel;
 	o.max_target_size = a->size;
+#ifdef DG_FAULT_INJECTION
+	a->fault_passed = 0;
+	a->fault_errno = 0;
+	o.progress = rebuild_progress;
+	o.progress_arg = a;
+#endif
 	a->rebuild_err = dg_delta_apply_file(a->src_path, a->delta_path, a->out_path, &o);
+#ifdef DG_FAULT_INJECTION
+	if (a->fault_errno && a->rebuild_err == DG_ERR_CANCELED)
+		a->rebuild_err = dg_err_from_errno(a->fault_errno);
+#endif
 	event_active(a->rebuilt_ev, EV_READ, 0);
 	return NULL;
 }
@@ -654,6 +703,9 @@ on_rebuilt(evutil_socket_t fd, short what, void *arg)
 	evtimer_del(a->stage_timer);
 	dg_cache_unpin(j->cache, j->provider, a->source_sha, "rebuild");
 	if (err == DG_OK) {
+		DG_FAULT("rebuild/before-insert", err = dg_err_from_errno(errno));
+	}
+	if (err == DG_OK) {
 		err = dg_cache_insert_file(j->cache, j->provider, a->out_path, a->sha, NULL);
 		unlink(a->out_path);
 		if (err == DG_ERR_CACHE_HASH) {
@@ -661,7 +713,7 @@ on_rebuilt(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		if (err != DG_OK) {
-			art_fail(a, DG_EXT_JOB_CACHE);
+			art_fail(a, err == DG_ERR_NOSPC ? DG_EXT_JOB_NOSPACE : DG_EXT_JOB_CACHE);
 			return;
 		}
 		art_ready(a, 1);
@@ -968,6 +1020,7 @@ job_finish(struct job *jb, int ok, uint32_t ext, const char *version)
 	/* durable before this returns: the driver acknowledges the device's
 	 * report (CoAP 2.04) right after, and the device forgets it then */
 	dg_store_sync(j->store);
+	stage_fault(jb->stage);
 	publish_rollup(j, jb->job_id);
 	job_unlink_free(jb);
 	kick_deliveries(j);
@@ -1157,6 +1210,32 @@ job_new(dg_jobs *j, struct device *dev, const char *job_id, const json_t *desire
 
 /* ------------------------------------------------------------ public */
 
+/* Rebuilt targets are written beside the cache as .rebuild-<hex>[.tmp.*]
+ * and inserted from there; one that a crash left half-written is of no
+ * use (the rebuild starts over), and no rebuild runs yet. */
+static void
+remove_stale_rebuilds(dg_jobs *j)
+{
+	const char *root = dg_cache_root(j->cache);
+	DIR *dir = opendir(root);
+	struct dirent *de;
+	char path[4096];
+
+	if (!dir)
+		return;
+	while ((de = readdir(dir))) {
+		if (strncmp(de->d_name, ".rebuild-", 9) != 0)
+			continue;
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", root, de->d_name) >= sizeof(path))
+			continue;
+		if (unlink(path) == 0)
+			dg_log_info("removed %s (left by an interrupted rebuild)", path);
+		else
+			dg_log_warn("%s: cannot remove: %s", path, strerror(errno));
+	}
+	closedir(dir);
+}
+
 dg_jobs *
 dg_jobs_new(struct event_base *base, dg_store *store, dg_cache *cache,
     dg_fetcher *fetcher, dg_outbox *outbox, const dg_topic *topic,
@@ -1197,6 +1276,7 @@ dg_jobs_new(struct event_base *base, dg_store *store, dg_cache *cache,
 		*err = DG_ERR_NOMEM;
 		return NULL;
 	}
+	remove_stale_rebuilds(j);
 	*err = DG_OK;
 	return j;
 }

@@ -49,6 +49,7 @@
 #define DG_EXT_JOB_CACHE DG_EXT_JOB(3)         /* image could not be cached */
 #define DG_EXT_JOB_SUPERSEDED DG_EXT_JOB(4)    /* a newer command replaced it */
 #define DG_EXT_JOB_TIMEOUT DG_EXT_JOB(5)       /* a stage took too long */
+#define DG_EXT_JOB_NOSPACE DG_EXT_JOB(7)       /* no space left for the image (disk full) */
 #define DG_EXT_DELTA_FETCH(c) DG_EXT_DELTA_COMMON(0x100 | ((c) & 0xFF)) /* delta download failed */
 #define DG_EXT_DELTA_REBUILT_MISMATCH DG_EXT_DELTA_COMMON(0x20) /* rebuilt image != softwareSha256 */
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dg_fault.h"
 #include "dg_log.h"
 #include "dg_outbox.h"
 #include "dg_util.h"
@@ -95,6 +96,7 @@ on_puback(dg_mqtt *m, void *cookie, dg_err result)
 	struct flight *f = cookie;
 	dg_outbox *ob = f->ob;
 
+	DG_FAULT("outbox/after-puback", result = DG_ERR_IO);
 	if (result == DG_OK) {
 		sqlite3_stmt *s = dg_store_prepare(ob->store, "DELETE FROM outbox WHERE seq = ?");
 
@@ -183,6 +185,13 @@ pump(dg_outbox *ob)
 		}
 		f->ob = ob;
 		f->seq = seq;
+		DG_FAULT("outbox/before-publish", {
+			/* as a refused publish: stays queued, tried again */
+			free(f->key);
+			free(f);
+			arm(ob, 500);
+			break;
+		});
 		err = dg_mqtt_publish(ob->mqtt, topic, payload, strlen(payload), 1, 0, on_puback, f);
 		if (err != DG_OK) {
 			free(f->key);

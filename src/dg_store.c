@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dg_fault.h"
 #include "dg_log.h"
 #include "dg_store.h"
 
@@ -95,6 +96,10 @@ dg_store_commit(dg_store *st)
 		st->depth--;
 		return exec_sql(st, "RELEASE dg_tx");
 	}
+	DG_FAULT("store/commit", {
+		dg_log_err("%s: commit: %s", st->path, strerror(errno));
+		return dg_err_from_errno(errno);
+	});
 	return exec_sql(st, "COMMIT");
 }
 
@@ -186,6 +191,11 @@ dg_store_sync(dg_store *st)
 		dg_log_err("%s: a batch of writes was rolled back by SQLite", st->path);
 		return DG_ERR_DB;
 	}
+	DG_FAULT("store/commit", {
+		dg_log_err("%s: commit of a batch: %s", st->path, strerror(errno));
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return dg_err_from_errno(errno);
+	});
 	if ((err = exec_sql(st, "COMMIT")) != DG_OK) {
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 		return err;

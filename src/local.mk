@@ -3,10 +3,10 @@
 noinst_LTLIBRARIES += src/libdgcore.la
 src_libdgcore_la_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(SQLITE_CFLAGS) \
 	$(OPENSSL_CFLAGS) $(ZSTD_CFLAGS) $(JANSSON_CFLAGS) $(CURL_CFLAGS) \
-	$(DIVSUFSORT_CFLAGS) $(ZLIB_CFLAGS) $(LZMA_CFLAGS) $(PAHO_CFLAGS)
+	$(DIVSUFSORT_CFLAGS) $(ZLIB_CFLAGS) $(LZMA_CFLAGS) $(PAHO_CFLAGS) $(FIU_CFLAGS)
 src_libdgcore_la_LIBADD = $(LIBEVENT_LIBS) $(SQLITE_LIBS) $(OPENSSL_LIBS) \
 	$(ZSTD_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) $(DIVSUFSORT_LIBS) $(ZLIB_LIBS) \
-	$(LZMA_LIBS) $(PAHO_LIBS) $(SYSTEMD_LIBS) -lpthread
+	$(LZMA_LIBS) $(PAHO_LIBS) $(SYSTEMD_LIBS) $(FIU_LIBS) -lpthread
 
 # --- core: errors, logging, configuration, JSON, storage
 src_libdgcore_la_SOURCES = \
@@ -15,7 +15,8 @@ src_libdgcore_la_SOURCES = \
 	src/dg_util.c src/dg_util.h \
 	src/dg_config.c src/dg_config.h \
 	src/dg_json.c src/dg_json.h \
-	src/dg_store.c src/dg_store.h
+	src/dg_store.c src/dg_store.h \
+	src/dg_fault.c src/dg_fault.h
 
 # --- upstream: MQTT bridge, topics, daemon chores, shadow model (issue 2)
 src_libdgcore_la_SOURCES += \

@@ -22,6 +22,7 @@
 #include "dg_config.h"
 #include "dg_daemon.h"
 #include "dg_json.h"
+#include "dg_fault.h"
 #include "dg_log.h"
 #include "dg_mqtt.h"
 #include "dg_shadow.h"
@@ -429,6 +430,9 @@ on_batch_end(dg_mqtt *m, void *arg)
 				for (i = 0; i < sd->nouts; i++)
 					free(sd->outs[i].payload);
 				sd->nouts = 0;
+			} else {
+				/* durable, nothing answered yet (crash or pause only) */
+				DG_FAULT("shadowd/after-commit", (void)0);
 			}
 		}
 		for (i = 0; i < sd->nreqs; i++) {
@@ -438,6 +442,10 @@ on_batch_end(dg_mqtt *m, void *arg)
 		sd->nreqs = 0;
 	}
 	for (i = 0; i < sd->nouts; i++) {
+		size_t tl = strlen(sd->outs[i].topic);
+
+		if (tl >= 15 && strcmp(sd->outs[i].topic + tl - 15, "update/accepted") == 0)
+			DG_FAULT("shadowd/before-accepted", (void)0); /* crash or pause only */
 		err = dg_mqtt_publish(sd->mqtt, sd->outs[i].topic, sd->outs[i].payload,
 		    strlen(sd->outs[i].payload), 1, 0, on_published, sd);
 		if (err != DG_OK) {
@@ -566,6 +574,8 @@ main(int argc, char **argv)
 		goto out;
 	}
 	dg_log_open("deltagate-shadowd", sd.cfg.syslog, (dg_log_level)dg_log_level_parse(sd.cfg.log_level));
+	if (dg_fault_init() != 0)
+		goto out;
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() != 0 || !(sd.base = event_base_new())) {
 		dg_log_err("cannot create the event loop");

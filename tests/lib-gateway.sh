@@ -28,7 +28,7 @@ t_gw_flasher() {
 set -e
 out="$DG_TEST_DIR/dev/$DG_DEVICE.bin"
 echo "progress 0 $DG_IMAGE_SIZE"
-echo "start $DG_DEVICE $(date +%s%N)" >> "$DG_TEST_DIR/dev/flash.log"
+echo "start $DG_DEVICE $(date +%s%N) $$" >> "$DG_TEST_DIR/dev/flash.log"
 [ "$DG_ADDRESS" = slow ] && sleep "${FLASH_SLOW:-3}"
 # address "hold": wait (at most 120 s) while $DG_TEST_DIR/dev/hold exists
 if [ "$DG_ADDRESS" = hold ]; then

@@ -76,6 +76,36 @@ t_wait_for() {
 	return 0
 }
 
+# --- fault points (libfiu; built with --enable-fault-injection, which
+# scripts/check uses; docs/reliability.md lists them). Daemons started by
+# these libraries open their control fifos at $T_FIU-<pid>.
+T_FIU="$T_DIR/fiu"
+export FIU_CTRL_FIFO="$T_FIU"
+# t_fault_cmd POINT ACTION [onetime]: a libfiu command; ACTION is crash,
+# pause, EIO, ENOSPC or an errno number
+t_fault_cmd() {
+	case $2 in
+	crash) _n=1000 ;; pause) _n=1001 ;; EIO) _n=5 ;; ENOSPC) _n=28 ;; *) _n=$2 ;;
+	esac
+	echo "enable name=$1,failnum=$_n${3:+,onetime}"
+}
+# t_fault_on PID POINT ACTION [onetime]: switch a point on in a running daemon
+t_fault_on() {
+	_pid=$1; shift
+	fiu-ctrl -f "$T_FIU" -c "$(t_fault_cmd "$@")" "$_pid"
+}
+# t_fault_off PID POINT
+t_fault_off() { fiu-ctrl -f "$T_FIU" -c "disable name=$2" "$1"; }
+# the state letter of a process (R, S, T, Z...), empty when it is gone
+t_proc_state() { sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null; }
+t_is_stopped() { [ "$(t_proc_state "$1")" = T ] || [ "$(t_proc_state "$1")" = t ]; }
+t_is_gone() { _s=$(t_proc_state "$1"); [ -z "$_s" ] || [ "$_s" = Z ] || [ "$_s" = X ]; }
+# t_wait_stopped SECONDS PID: a pause point stopped it (it stays stopped
+# until SIGCONT or SIGKILL: a state that cannot come and go unseen)
+t_wait_stopped() { t_wait_for "$1" t_is_stopped "$2"; }
+# t_wait_gone SECONDS PID: it exited (a crash point, or its own end)
+t_wait_gone() { t_wait_for "$1" t_is_gone "$2"; }
+
 t_port_open() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q LISTEN; }
 
 # Run as root, mosquitto switches to its own user and could then read

@@ -88,6 +88,8 @@ SHADOW_TESTS = \
 	tests/integration/15-shadow-aws-root.sh \
 	tests/integration/16-shadow-tls.sh
 INTEGRATION_TESTS = $(SHADOW_TESTS)
+# --- fault points (issue 11)
+INTEGRATION_TESTS += tests/integration/05-fault-points.sh
 # --- integration: cache (issue 3)
 # --- integration: delta (issue 6)
 # cache (issue 3)
