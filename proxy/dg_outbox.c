@@ -1,10 +1,15 @@
 /* dg_outbox - durable, ordered, rate-capped publishing of reports upstream. */
 #include "config.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "dg_fault.h"
+#include "dg_json.h"
 #include "dg_log.h"
 #include "dg_outbox.h"
 #include "dg_util.h"
@@ -130,6 +135,26 @@ seq_uncommitted(dg_outbox *ob, int64_t seq)
 	return 0;
 }
 
+/* payload with "clientToken":"dg-<created>-<seq>" (the row's own, unique
+ * in this database and across a database made anew later); NULL when the
+ * payload is not a JSON object (sent as it is) or on ENOMEM. */
+static char *
+with_token(const char *payload, int64_t created, int64_t seq)
+{
+	json_t *v = json_loads(payload, 0, NULL);
+	char tok[64], *out = NULL;
+
+	if (!v)
+		return NULL;
+	if (json_is_object(v)) {
+		snprintf(tok, sizeof(tok), "dg-%" PRId64 "-%" PRId64, created, seq);
+		if (json_object_set_new(v, "clientToken", json_string(tok)) == 0)
+			out = dg_json_dumps(v);
+	}
+	json_decref(v);
+	return out;
+}
+
 /* The store committed: what was queued is durable, publish it. */
 static void
 on_commit(void *arg)
@@ -158,7 +183,7 @@ pump(dg_outbox *ob)
 		return;
 	/* the oldest report of each key, oldest keys first */
 	s = dg_store_prepare(ob->store,
-	    "SELECT o.seq, o.key, o.topic, o.payload FROM outbox o"
+	    "SELECT o.seq, o.key, o.topic, o.payload, o.created FROM outbox o"
 	    " JOIN (SELECT key, min(seq) AS seq FROM outbox GROUP BY key) h ON o.seq = h.seq"
 	    " ORDER BY o.seq LIMIT 512");
 	if (!s)
@@ -168,7 +193,9 @@ pump(dg_outbox *ob)
 		const char *key = (const char *)sqlite3_column_text(s, 1);
 		const char *topic = (const char *)sqlite3_column_text(s, 2);
 		const char *payload = (const char *)sqlite3_column_text(s, 3);
+		int64_t created = sqlite3_column_int64(s, 4);
 		struct flight *f;
+		char *tokened;
 		dg_err err;
 
 		/* a report leaves only once it is on disk (the commit hook
@@ -192,7 +219,13 @@ pump(dg_outbox *ob)
 			arm(ob, 500);
 			break;
 		});
-		err = dg_mqtt_publish(ob->mqtt, topic, payload, strlen(payload), 1, 0, on_puback, f);
+		/* the same clientToken every time this row is sent: a repeat
+		 * after a crash between the PUBACK and the row's delete is
+		 * recognised as such upstream (applied once) */
+		tokened = with_token(payload, created, seq);
+		err = dg_mqtt_publish(ob->mqtt, topic, tokened ? tokened : payload,
+		    strlen(tokened ? tokened : payload), 1, 0, on_puback, f);
+		free(tokened);
 		if (err != DG_OK) {
 			free(f->key);
 			free(f);

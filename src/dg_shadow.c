@@ -31,7 +31,48 @@ struct dg_shadow {
 	int64_t version;
 	int64_t timestamp; /* of the last accepted update or delete */
 	int exists;
+	/* clientTokens of the last accepted updates (a ring, oldest first
+	 * from tok_next): a request carrying one again is a replay */
+	char *tokens[DG_SHADOW_TOKENS];
+	unsigned tok_next;
 };
+
+static void
+tokens_clear(dg_shadow *sh)
+{
+	unsigned i;
+
+	for (i = 0; i < DG_SHADOW_TOKENS; i++) {
+		free(sh->tokens[i]);
+		sh->tokens[i] = NULL;
+	}
+	sh->tok_next = 0;
+}
+
+static int
+token_seen(const dg_shadow *sh, const char *token)
+{
+	unsigned i;
+
+	for (i = 0; i < DG_SHADOW_TOKENS; i++)
+		if (sh->tokens[i] && strcmp(sh->tokens[i], token) == 0)
+			return 1;
+	return 0;
+}
+
+/* -1 on ENOMEM (the ring unchanged) */
+static int
+token_add(dg_shadow *sh, const char *token)
+{
+	char *c = strdup(token);
+
+	if (!c)
+		return -1;
+	free(sh->tokens[sh->tok_next]);
+	sh->tokens[sh->tok_next] = c;
+	sh->tok_next = (sh->tok_next + 1) % DG_SHADOW_TOKENS;
+	return 0;
+}
 
 static const char *const sections[] = { "desired", "reported" };
 
@@ -65,6 +106,7 @@ dg_shadow_free(dg_shadow *sh)
 {
 	if (!sh)
 		return;
+	tokens_clear(sh);
 	json_decref(sh->state);
 	json_decref(sh->meta);
 	free(sh);
@@ -351,6 +393,23 @@ dg_shadow_to_json(const dg_shadow *sh)
 
 	if (sh->exists) {
 		doc = dg_shadow_document(sh);
+		if (doc && sh->tokens[(sh->tok_next + DG_SHADOW_TOKENS - 1) % DG_SHADOW_TOKENS]) {
+			json_t *a = json_array();
+			unsigned i;
+
+			for (i = 0; a && i < DG_SHADOW_TOKENS; i++) {
+				const char *t = sh->tokens[(sh->tok_next + i) % DG_SHADOW_TOKENS];
+
+				if (t && json_array_append_new(a, json_string(t)) != 0) {
+					json_decref(a);
+					a = NULL;
+				}
+			}
+			if (!a || put(doc, "clientTokens", a) != 0) {
+				json_decref(doc);
+				doc = NULL;
+			}
+		}
 	} else {
 		doc = json_object();
 		if (doc && (put(doc, "version", json_integer(sh->version)) != 0 ||
@@ -631,6 +690,21 @@ dg_shadow_update(dg_shadow *sh, const char *payload, size_t len,
 			goto done;
 		}
 	}
+	if (token && sh->exists && token_seen(sh, token)) {
+		/* the same request again (a publisher's at-least-once retry
+		 * after a crash): accepted again, applied once */
+		if (!(accepted = json_object()) ||
+		    json_object_set(accepted, "state", st) != 0 ||
+		    put(accepted, "version", json_integer(sh->version)) != 0 ||
+		    put(accepted, "timestamp", json_integer(sh->timestamp)) != 0 ||
+		    put_token(accepted, token) != 0)
+			goto nomem;
+		res->code = 0;
+		res->replayed = 1;
+		res->accepted = accepted;
+		accepted = NULL;
+		goto done;
+	}
 	if ((v = json_object_get(req, "version")) && json_integer_value(v) != sh->version) {
 		err = reject(res, 409, "Version conflict", token);
 		goto done;
@@ -693,6 +767,8 @@ dg_shadow_update(dg_shadow *sh, const char *payload, size_t len,
 	sh->state = ns;
 	sh->meta = nm;
 	ns = nm = NULL;
+	if (token && token_add(sh, token) != 0)
+		goto nomem;
 	sh->version = newver;
 	sh->timestamp = now;
 	sh->exists = 1;
@@ -835,8 +911,21 @@ load_doc(const json_t *doc, int tombstone_ok, dg_shadow *out)
 	json_object_foreach((json_t *)doc, k, v) {
 		if (strcmp(k, "state") != 0 && strcmp(k, "metadata") != 0 &&
 		    strcmp(k, "version") != 0 && strcmp(k, "timestamp") != 0 &&
-		    strcmp(k, "clientToken") != 0)
+		    strcmp(k, "clientToken") != 0 && !(tombstone_ok && strcmp(k, "clientTokens") == 0))
 			return DG_ERR_JSON_TYPE;
+	}
+	if ((v = json_object_get(doc, "clientTokens"))) {
+		size_t n;
+		json_t *t;
+
+		if (!json_is_array(v) || json_array_size(v) > DG_SHADOW_TOKENS)
+			return DG_ERR_JSON_TYPE;
+		json_array_foreach(v, n, t) {
+			if (!json_is_string(t) || json_string_length(t) > 256)
+				return DG_ERR_JSON_TYPE;
+			if (token_add(out, json_string_value(t)) != 0)
+				return DG_ERR_NOMEM;
+		}
 	}
 	v = json_object_get(doc, "version");
 	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
@@ -922,6 +1011,9 @@ dg_shadow_set_document(dg_shadow *sh, const json_t *doc)
 	}
 	json_decref(sh->state);
 	json_decref(sh->meta);
+	/* the replay ring is this shadow's, not the document's */
+	memcpy(tmp.tokens, sh->tokens, sizeof(tmp.tokens));
+	tmp.tok_next = sh->tok_next;
 	*sh = tmp;
 	return DG_OK;
 }

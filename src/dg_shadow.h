@@ -105,6 +105,8 @@ dg_err dg_shadow_delete(dg_shadow *sh, int64_t now, const char *client_token, js
  *   the shadow did not exist before. */
 typedef struct dg_shadow_result {
 	int code;
+	int replayed;  /* accepted as a repeat of a recent request (same
+	                * clientToken): nothing applied, no delta or documents */
 	json_t *error;
 	json_t *accepted;
 	json_t *delta;
@@ -131,6 +133,11 @@ typedef struct dg_shadow_result {
  * On rejection the shadow is unchanged. Returns DG_OK (whatever the code;
  * see res->code) or DG_ERR_NOMEM (shadow unchanged, res empty). Release res
  * with dg_shadow_result_clear. */
+/* The clientTokens of the last DG_SHADOW_TOKENS accepted updates are kept
+ * (and persisted by dg_shadow_to_json): a valid request carrying one of them
+ * again is a publisher's retry - accepted (res->replayed, the accepted
+ * message with the current version) without being applied again. */
+#define DG_SHADOW_TOKENS 16
 dg_err dg_shadow_update(dg_shadow *sh, const char *payload, size_t len,
     int64_t now, const dg_shadow_limits *lim, dg_shadow_result *res);
 void dg_shadow_result_clear(dg_shadow_result *res);

@@ -227,6 +227,12 @@ handle_update(struct shadowd *sd, const char *id, const struct req *r)
 		add_out(sd, id, "update/rejected", res.error);
 		goto out;
 	}
+	if (res.replayed) {
+		/* a retry of an update already applied: answered, not applied */
+		dg_log_info("%s: update with a recent clientToken again: accepted, not applied twice", id);
+		add_out(sd, id, "update/accepted", res.accepted);
+		goto out;
+	}
 	if ((err = save(sd, id, sh)) != DG_OK) {
 		reject(sd, id, "update/rejected", 500, "internal error", NULL);
 		goto out;

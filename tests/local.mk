@@ -88,8 +88,12 @@ SHADOW_TESTS = \
 	tests/integration/15-shadow-aws-root.sh \
 	tests/integration/16-shadow-tls.sh
 INTEGRATION_TESTS = $(SHADOW_TESTS)
-# --- fault points (issue 11)
-INTEGRATION_TESTS += tests/integration/05-fault-points.sh
+# --- fault points and the crash campaign, short form (issue 11; the long
+# form is bench/reliability)
+INTEGRATION_TESTS += tests/integration/05-fault-points.sh \
+	tests/reliability/10-crash-points.sh \
+	tests/reliability/20-random-kills.sh
+EXTRA_DIST += tests/reliability/lib-campaign.sh
 # --- integration: cache (issue 3)
 # --- integration: delta (issue 6)
 # cache (issue 3)

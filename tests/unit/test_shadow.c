@@ -939,6 +939,78 @@ test_custom_limits(void **state)
 	dg_shadow_free(sh);
 }
 
+/* The same request again (clientToken of a recent update): accepted, not
+ * applied twice, across a save and load; other tokens apply as usual. */
+static void
+upd_code(dg_shadow *sh, const char *req, int64_t now, int *replayed)
+{
+	dg_shadow_result res = { 0 };
+
+	assert_int_equal(dg_shadow_update(sh, req, strlen(req), now, NULL, &res), DG_OK);
+	assert_int_equal(res.code, 0);
+	*replayed = res.replayed;
+	if (res.replayed) {
+		assert_null(res.delta);
+		assert_null(res.documents);
+		assert_non_null(res.accepted);
+		assert_int_equal(json_integer_value(json_object_get(res.accepted, "version")), dg_shadow_version(sh));
+	}
+	dg_shadow_result_clear(&res);
+}
+
+static void
+test_replay(void **state)
+{
+	const char *a = "{\"state\":{\"reported\":{\"status\":\"SUCCEEDED\"}},\"clientToken\":\"dg-1-7\"}";
+	const char *b = "{\"state\":{\"reported\":{\"n\":2}},\"clientToken\":\"dg-1-8\"}";
+	const char *notok = "{\"state\":{\"reported\":{\"n\":2}}}";
+	dg_shadow *sh = dg_shadow_new(), *back;
+	char *text, buf[128];
+	dg_err err;
+	int rp, i;
+
+	assert_non_null(sh);
+	upd_code(sh, a, 10, &rp);
+	assert_false(rp);
+	assert_int_equal(dg_shadow_version(sh), 1);
+	upd_code(sh, a, 11, &rp);
+	assert_true(rp);
+	assert_int_equal(dg_shadow_version(sh), 1);
+	upd_code(sh, b, 12, &rp);
+	assert_false(rp);
+	upd_code(sh, a, 13, &rp); /* still recent */
+	assert_true(rp);
+	upd_code(sh, notok, 14, &rp); /* no token: always applied */
+	upd_code(sh, notok, 15, &rp);
+	assert_false(rp);
+	assert_int_equal(dg_shadow_version(sh), 4);
+	/* persisted with the document */
+	text = dg_shadow_to_json(sh);
+	assert_non_null(text);
+	back = dg_shadow_from_json(text, strlen(text), &err);
+	assert_non_null(back);
+	upd_code(back, b, 16, &rp);
+	assert_true(rp);
+	assert_int_equal(dg_shadow_version(back), 4);
+	/* the ring forgets the oldest after DG_SHADOW_TOKENS newer ones */
+	for (i = 0; i < DG_SHADOW_TOKENS; i++) {
+		snprintf(buf, sizeof(buf), "{\"state\":{\"reported\":{\"i\":%d}},\"clientToken\":\"t%d\"}", i, i);
+		upd_code(back, buf, 17, &rp);
+		assert_false(rp);
+	}
+	upd_code(back, a, 18, &rp);
+	assert_false(rp);
+	/* a stored document with a malformed ring is refused */
+	{
+		const char *badring = "{\"state\":{},\"metadata\":{},\"version\":1,\"clientTokens\":[1]}";
+
+		assert_null(dg_shadow_from_json(badring, strlen(badring), &err));
+	}
+	free(text);
+	dg_shadow_free(back);
+	dg_shadow_free(sh);
+}
+
 int
 main(void)
 {
@@ -952,6 +1024,7 @@ main(void)
 		cmocka_unit_test(test_client_token),
 		cmocka_unit_test(test_error_message),
 		cmocka_unit_test(test_custom_limits),
+		cmocka_unit_test(test_replay),
 	};
 	struct CMUnitTest tests[NCASES + sizeof(extra) / sizeof(extra[0])];
 	size_t i, n = 0;
