@@ -311,6 +311,7 @@ struct gw {
 	dg_jobs *jobs;
 	dg_driver *exec;
 	dg_driver *coap;
+	int lost;       /* the state database lost writes: exit 75 */
 };
 
 #define COMMIT_DELAY_MS 20
@@ -447,6 +448,20 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(gw->base);
 }
 
+/* SQLite rolled a batch of writes back: the jobs in memory are ahead of
+ * the database. Stop, exit 75 (EX_TEMPFAIL): the service manager starts
+ * the gateway again and every job resumes from what is durable - the path
+ * the crash tests prove. */
+static void
+on_store_lost(void *arg)
+{
+	struct gw *gw = arg;
+
+	dg_log_err("the state database lost writes; stopping so that a restart resumes from what is durable");
+	gw->lost = 1;
+	event_base_loopbreak(gw->base);
+}
+
 static void
 usage(FILE *out)
 {
@@ -522,6 +537,7 @@ main(int argc, char **argv)
 	 * per loop pass still made 20 per job, as reports and their PUBACKs
 	 * arrive in passes of their own). Reports leave that much later; a
 	 * device's final report is synced before it is acknowledged. */
+	dg_store_on_lost(gw.store, on_store_lost, &gw);
 	if ((err = dg_store_batch(gw.store, gw.base, COMMIT_DELAY_MS)) != DG_OK)
 		goto out;
 	if (!(gw.cache = dg_cache_new(gw.cfg.cache_root, gw.cfg.cache_quota, 0, NULL, &err))) {
@@ -603,7 +619,7 @@ main(int argc, char **argv)
 	event_base_dispatch(gw.base);
 	dg_daemon_notify_stopping();
 	dg_daemon_remove_pidfile(gw.cfg.pid_file);
-	rc = 0;
+	rc = gw.lost ? 75 : 0;
 out:
 	dg_jobs_free(gw.jobs);
 	dg_driver_free(gw.exec);

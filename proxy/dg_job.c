@@ -573,6 +573,11 @@ static void
 fetched(struct artifact *a, dg_err result)
 {
 	evtimer_del(a->stage_timer);
+	/* a download that failed for good leaves no partial file: the job is
+	 * over, and on a full disk its bytes are what the next one lacks (a
+	 * crash, which must resume, never gets here) */
+	if (result != DG_OK && dg_cache_partial_remove(a->j->cache, a->writing_sha) == DG_OK)
+		dg_log_debug("image %s: partial download removed", a->hex);
 	if (a->state == A_DELTA_FETCH) {
 		if (result != DG_OK)
 			full_fallback(a, a->timed_out ? DG_EXT_JOB_TIMEOUT : DG_EXT_DELTA_FETCH(result));

@@ -32,9 +32,25 @@ struct dg_store {
 	int committing;           /* hooks running: no re-entry */
 	struct { void (*fn)(void *); void *arg; } hooks[HOOKS_MAX];
 	int nhooks;
+	void (*lost_fn)(void *);  /* a batch was rolled back */
+	void *lost_arg;
+	int retrying;             /* a failed commit is tried again */
 };
 
 static dg_err batch_open(dg_store *st);
+
+#define COMMIT_RETRY_MS 1000
+
+/* SQLite rolled a batch back: what the process holds in memory is ahead
+ * of the database; its owner decides (deltagated restarts to resume from
+ * what is durable). */
+static void
+batch_lost(dg_store *st)
+{
+	st->retrying = 0;
+	if (st->lost_fn)
+		st->lost_fn(st->lost_arg);
+}
 
 dg_err
 dg_store_error(dg_store *st, int rc, const char *what)
@@ -155,6 +171,7 @@ batch_open(dg_store *st)
 		dg_log_err("%s: a batch of writes was rolled back by SQLite", st->path);
 		st->batch_open = 0;
 		st->depth = 0;
+		batch_lost(st);
 	}
 	if ((err = exec_sql(st, "BEGIN IMMEDIATE")) != DG_OK)
 		return err;
@@ -189,17 +206,18 @@ dg_store_sync(dg_store *st)
 	}
 	if (sqlite3_get_autocommit(st->db)) {
 		dg_log_err("%s: a batch of writes was rolled back by SQLite", st->path);
+		batch_lost(st);
 		return DG_ERR_DB;
 	}
-	DG_FAULT("store/commit", {
-		dg_log_err("%s: commit of a batch: %s", st->path, strerror(errno));
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-		return dg_err_from_errno(errno);
+	DG_FAULT("store/batch-commit", {
+		err = dg_err_from_errno(errno);
+		goto failed;
 	});
-	if ((err = exec_sql(st, "COMMIT")) != DG_OK) {
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-		return err;
-	}
+	if ((err = exec_sql(st, "COMMIT")) != DG_OK)
+		goto failed;
+	if (st->retrying)
+		dg_log_info("%s: the batch is committed", st->path);
+	st->retrying = 0;
 	if (st->committing)
 		return DG_OK;
 	st->committing = 1;
@@ -209,6 +227,30 @@ dg_store_sync(dg_store *st)
 		st->hooks[i].fn(st->hooks[i].arg);
 	st->committing = 0;
 	return DG_OK;
+failed:
+	if (!sqlite3_get_autocommit(st->db) && st->commit_ev) {
+		/* still open (disk full, I/O error, busy): every write is kept
+		 * and the commit tried again; later writes join the batch */
+		struct timeval tv = { COMMIT_RETRY_MS / 1000, (COMMIT_RETRY_MS % 1000) * 1000 };
+
+		dg_log_err("%s: commit failed (%s); the writes are kept, retrying every %d ms",
+		    st->path, dg_strerror(err), COMMIT_RETRY_MS);
+		st->batch_open = 1;
+		st->retrying = 1;
+		evtimer_add(st->commit_ev, &tv);
+		return err;
+	}
+	dg_log_err("%s: commit failed (%s): the batch is lost", st->path, dg_strerror(err));
+	sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	batch_lost(st);
+	return err;
+}
+
+void
+dg_store_on_lost(dg_store *st, void (*fn)(void *arg), void *arg)
+{
+	st->lost_fn = fn;
+	st->lost_arg = arg;
 }
 
 int

@@ -72,10 +72,17 @@ dg_err dg_store_tx(dg_store *st, dg_err (*fn)(dg_store *st, void *arg), void *ar
 dg_err dg_store_batch(dg_store *st, struct event_base *base, int delay_ms);
 
 /* Commit the open batch now (a no-op without one) and run the commit
- * hooks; a durability barrier. On a failed commit the batch's writes are
- * rolled back (logged) and the error returned: DG_ERR_DB, DG_ERR_IO,
- * DG_ERR_NOSPC, DG_ERR_DB_BUSY. */
+ * hooks; a durability barrier. On a failed commit (DG_ERR_DB, DG_ERR_IO,
+ * DG_ERR_NOSPC, DG_ERR_DB_BUSY) that leaves SQLite's transaction open - a
+ * full disk does - every write is kept and the commit is tried again each
+ * second (the hooks run once it succeeds); when SQLite has rolled the batch
+ * back, the dg_store_on_lost callback runs. */
 dg_err dg_store_sync(dg_store *st);
+
+/* fn(arg) runs when a batch's writes were lost (SQLite rolled them back):
+ * the caller's memory is then ahead of the database. One callback; fn NULL
+ * removes it. fn must not free the store. */
+void dg_store_on_lost(dg_store *st, void (*fn)(void *arg), void *arg);
 
 /* Whether writes wait in an open batch (not yet durable). */
 int dg_store_pending(dg_store *st);

@@ -13,7 +13,7 @@ C_SIZE=${C_SIZE:-2097152}
 . "$top_srcdir/tests/reliability/lib-campaign.sh"
 
 GW_POINTS="fetch/after-chunk fetch/before-rename cache/insert/before-fsync
-cache/insert/before-rename cache/insert/before-index store/commit
+cache/insert/before-rename cache/insert/before-index store/commit store/batch-commit
 outbox/before-publish outbox/after-puback job/after-stage-fetching
 job/after-stage-rebuilding job/after-stage-staged job/after-stage-transferring
 job/after-stage-installing job/after-stage-succeeded job/after-stage-failed

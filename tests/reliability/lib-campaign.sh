@@ -41,6 +41,7 @@ c_setup() {
 	t_coap_conf "${_arr[@]}" "d2 sha256=$R0SHA version=r0" \
 		"d3 address=fail sha256=$R0SHA version=r0" "c1 driver=coap sha256=$R0SHA version=r0"
 	echo "stage-timeout 120" >> "$T_DIR/gw.conf"
+	if [ -n "${C_CONF_EXTRA:-}" ]; then printf '%s\n' "$C_CONF_EXTRA" >> "$T_DIR/gw.conf"; fi
 	t_gw_cache_import "$T_DIR/img/r0.bin"
 	for d in $C_DEVICES; do [ "$d" = c1 ] || cp "$T_DIR/img/r0.bin" "$T_DIR/dev/$d.bin"; done
 	mkdir -p "$T_DIR/devices/c1"
