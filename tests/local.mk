@@ -93,7 +93,8 @@ INTEGRATION_TESTS = $(SHADOW_TESTS)
 INTEGRATION_TESTS += tests/integration/05-fault-points.sh \
 	tests/reliability/10-crash-points.sh \
 	tests/reliability/20-random-kills.sh \
-	tests/reliability/30-disk-full.sh
+	tests/reliability/30-disk-full.sh \
+	tests/reliability/40-shadowd-kill.sh
 EXTRA_DIST += tests/reliability/lib-campaign.sh
 # --- integration: cache (issue 3)
 # --- integration: delta (issue 6)
