@@ -37,7 +37,7 @@
 struct cfg {
 	char *gateway_id;
 	char *broker, *client_id, *topic_root;
-	int64_t mqtt_version;
+	int64_t mqtt_version, mqtt_ack_timeout;
 	char *mqtt_ca_file, *mqtt_cert_file, *mqtt_key_file, *mqtt_username, *mqtt_password;
 	char *db;
 	char *cache_root;
@@ -86,6 +86,7 @@ static const dg_option options[] = {
 	{ "client-id", DG_OPT_STR, O(client_id), 0, 0, NULL, 0, NULL, "MQTT client id (default: deltagated-<gateway-id>)" },
 	{ "topic-root", DG_OPT_STR, O(topic_root), 0, 0, DG_TOPIC_DEFAULT_ROOT, 0, NULL, "shadow topic root template ('aws' preset)" },
 	{ "mqtt-version", DG_OPT_INT, O(mqtt_version), 4, 5, "4", 0, NULL, "4 (3.1.1) or 5" },
+	{ "mqtt-ack-timeout", DG_OPT_INT, O(mqtt_ack_timeout), 1, 3600, "30", 0, NULL, "seconds without a PUBACK before the connection is made anew" },
 	{ "mqtt-ca-file", DG_OPT_STR, O(mqtt_ca_file), 0, 0, NULL, 0, NULL, "CA to verify an mqtts:// broker" },
 	{ "mqtt-cert-file", DG_OPT_STR, O(mqtt_cert_file), 0, 0, NULL, 0, NULL, "client certificate" },
 	{ "mqtt-key-file", DG_OPT_STR, O(mqtt_key_file), 0, 0, NULL, 0, NULL, "client key" },
@@ -566,6 +567,7 @@ main(int argc, char **argv)
 	mo.version = (int)gw.cfg.mqtt_version;
 	mo.clean_session = 1;
 	mo.max_inflight = 256;
+	mo.ack_timeout = (int)gw.cfg.mqtt_ack_timeout;
 	mo.ca_file = gw.cfg.mqtt_ca_file;
 	mo.cert_file = gw.cfg.mqtt_cert_file;
 	mo.key_file = gw.cfg.mqtt_key_file;

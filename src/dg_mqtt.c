@@ -16,6 +16,7 @@
 #include "dg_json.h"
 #include "dg_log.h"
 #include "dg_mqtt.h"
+#include "dg_util.h"
 
 enum item_kind { IT_MESSAGE, IT_CONNECTED, IT_CONNECT_FAILED, IT_LOST, IT_PUB_DONE };
 
@@ -45,6 +46,7 @@ struct pubctx {
 	void *payload;
 	size_t len;
 	int qos, retain;
+	uint64_t sent_ms;       /* handed to Paho (monotonic) */
 };
 TAILQ_HEAD(pubq, pubctx);
 
@@ -63,6 +65,7 @@ struct dg_mqtt {
 	void *arg;
 	char *uri, *client_id, *ca_file, *cert_file, *key_file, *username, *password;
 	int version, max_inflight, keepalive, clean_session;
+	int ack_timeout_ms;
 	int backoff_min_ms, backoff_max_ms, backoff_ms;
 	int connected, connecting, closing;
 	struct sub *subs;
@@ -257,6 +260,7 @@ send_pub(dg_mqtt *m, struct pubctx *p)
 	if (rc != MQTTASYNC_SUCCESS)
 		return rc;
 	p->queued = 0;
+	p->sent_ms = dg_util_now_ms();
 	TAILQ_INSERT_TAIL(&m->inflight, p, link);
 	m->ninflight++;
 	return MQTTASYNC_SUCCESS;
@@ -445,10 +449,28 @@ static void
 on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	dg_mqtt *m = arg;
+	struct pubctx *p;
 
 	if (!m->connected && !m->connecting && !m->closing &&
 	    !evtimer_pending(m->retry, NULL))
 		schedule_retry(m);
+	/* a broker that keeps the connection but stopped acknowledging: MQTT
+	 * resends unacknowledged messages only on a new connection, so make
+	 * one (what was in flight is reported failed and sent again) */
+	if (m->connected && (p = TAILQ_FIRST(&m->inflight)) &&
+	    dg_util_now_ms() - p->sent_ms > (uint64_t)m->ack_timeout_ms) {
+		MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+
+		dg_log_warn("mqtt: %s: no acknowledgement for %d s: reconnecting",
+		    m->uri, m->ack_timeout_ms / 1000);
+		d.timeout = 0;
+		MQTTAsync_disconnect(m->client, &d);
+		m->connected = 0;
+		fail_pending(m);
+		if (m->cbs.on_disconnect)
+			m->cbs.on_disconnect(m, "no acknowledgement", m->arg);
+		schedule_retry(m);
+	}
 }
 
 static char *
@@ -519,6 +541,7 @@ dg_mqtt_new(struct event_base *base, const dg_mqtt_opts *o,
 	m->version = o->version ? o->version : 4;
 	m->max_inflight = o->max_inflight > 0 ? o->max_inflight : 64;
 	m->keepalive = o->keepalive > 0 ? o->keepalive : 30;
+	m->ack_timeout_ms = (o->ack_timeout > 0 ? o->ack_timeout : 30) * 1000;
 	m->clean_session = o->clean_session;
 	m->backoff_min_ms = o->backoff_min_ms > 0 ? o->backoff_min_ms : 250;
 	m->backoff_max_ms = o->backoff_max_ms > 0 ? o->backoff_max_ms : 30000;

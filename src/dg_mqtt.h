@@ -32,6 +32,8 @@ typedef struct dg_mqtt_opts {
 	int version;            /* 4 = MQTT 3.1.1, 5 = MQTT 5 (default 4) */
 	int max_inflight;       /* outgoing QoS>0 messages in flight (default 64) */
 	int keepalive;          /* seconds (default 30) */
+	int ack_timeout;        /* seconds without the oldest PUBACK before the
+	                         * connection is made anew (default 30) */
 	int clean_session;      /* 1 (default) or 0 */
 	const char *persist_dir;/* absolute directory for Paho's persistence;
 				 * NULL: in memory (never / or the cwd) */

@@ -77,7 +77,16 @@ static const dg_store_migration migrations[] = {
 	  " version INTEGER NOT NULL,"
 	  " updated INTEGER NOT NULL"
 	  ") WITHOUT ROWID;" },
+	/* 'clean-stop': present only while the service is stopped cleanly */
+	{ "CREATE TABLE service (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;" },
 };
+
+/* After a crash, answers of the last committed batch may never have gone
+ * out: its update/delta messages are what tells a device (a gateway) of a
+ * new desired state. Shadows changed within this many seconds before the
+ * start have their delta published again (devices take a repeated delta
+ * as the same command). */
+#define RECOVER_WINDOW_S 3600
 
 /* A request received, waiting for the end of its batch. */
 struct req {
@@ -105,7 +114,73 @@ struct shadowd {
 	struct out *outs;
 	size_t nouts, capouts;
 	uint64_t handled, rejected, publish_failed;
+	int recover;            /* started after a crash: republish deltas */
 };
+
+/* Did the last run end cleanly? Clears the mark (this run may not). */
+static int
+after_crash(struct shadowd *sd)
+{
+	sqlite3_stmt *s = dg_store_prepare(sd->store, "SELECT count(*) FROM service WHERE key = 'clean-stop'");
+	sqlite3_stmt *n = dg_store_prepare(sd->store, "SELECT count(*) FROM shadow");
+	int clean = 0, shadows = 0;
+
+	if (s && sqlite3_step(s) == SQLITE_ROW)
+		clean = sqlite3_column_int(s, 0);
+	if (s)
+		sqlite3_reset(s);
+	if (n && sqlite3_step(n) == SQLITE_ROW)
+		shadows = sqlite3_column_int(n, 0);
+	if (n)
+		sqlite3_reset(n);
+	dg_store_exec(sd->store, "DELETE FROM service WHERE key = 'clean-stop'");
+	return !clean && shadows > 0;
+}
+
+static void
+mark_clean_stop(struct shadowd *sd)
+{
+	if (dg_store_exec(sd->store, "INSERT OR REPLACE INTO service (key, value) VALUES ('clean-stop', '1')") != DG_OK)
+		dg_log_warn("cannot record the clean stop: deltas are published again at the next start");
+}
+
+/* Publish update/delta again for the shadows changed lately (see
+ * RECOVER_WINDOW_S) whose desired state differs from the reported one. */
+static void
+republish_deltas(struct shadowd *sd)
+{
+	sqlite3_stmt *s = dg_store_prepare(sd->store, "SELECT id, doc FROM shadow WHERE updated >= ?");
+	unsigned n = 0;
+
+	if (!s)
+		return;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)time(NULL) - RECOVER_WINDOW_S);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(s, 0);
+		dg_err err;
+		dg_shadow *sh = dg_shadow_from_json((const char *)sqlite3_column_text(s, 1),
+		    (size_t)sqlite3_column_bytes(s, 1), &err);
+		json_t *st = sh ? dg_shadow_delta_state(sh) : NULL, *msg;
+		char topic[512], *payload;
+
+		if (st && json_object_size(st) > 0 &&
+		    (msg = json_pack("{s:O,s:I,s:I}", "state", st, "version", (json_int_t)dg_shadow_version(sh),
+		        "timestamp", (json_int_t)time(NULL)))) {
+			if (dg_topic_build(sd->topic, id, "update/delta", topic, sizeof(topic)) == DG_OK &&
+			    (payload = dg_json_dumps(msg))) {
+				if (dg_mqtt_publish(sd->mqtt, topic, payload, strlen(payload), 1, 0, NULL, NULL) == DG_OK)
+					n++;
+				free(payload);
+			}
+			json_decref(msg);
+		}
+		json_decref(st);
+		dg_shadow_free(sh);
+	}
+	sqlite3_reset(s);
+	dg_log_info("started after a crash: update/delta published again for %u shadow(s) changed in the last %d s",
+	    n, RECOVER_WINDOW_S);
+}
 
 static void
 add_out(struct shadowd *sd, const char *id, const char *leaf, json_t *msg)
@@ -466,7 +541,13 @@ on_batch_end(dg_mqtt *m, void *arg)
 static void
 on_connect(dg_mqtt *m, void *arg)
 {
+	struct shadowd *sd = arg;
+
 	dg_log_info("serving shadows");
+	if (sd->recover) {
+		sd->recover = 0;
+		republish_deltas(sd);
+	}
 }
 
 static void
@@ -590,6 +671,7 @@ main(int argc, char **argv)
 	if (!(sd.store = dg_store_open(sd.cfg.db, migrations,
 	    (int)(sizeof(migrations) / sizeof(migrations[0])), &err)))
 		goto out;
+	sd.recover = after_crash(&sd);
 	for (i = 0; signums[i]; i++) {
 		sigs[i] = evsignal_new(sd.base, signums[i], on_signal, &sd);
 		if (!sigs[i] || event_add(sigs[i], NULL) != 0)
@@ -625,6 +707,7 @@ main(int argc, char **argv)
 	dg_log_info("deltagate-shadowd %s: broker %s, topics %s, database %s",
 	    PACKAGE_VERSION, sd.cfg.broker, sd.cfg.topic_root, sd.cfg.db);
 	event_base_dispatch(sd.base);
+	mark_clean_stop(&sd);
 	dg_daemon_notify_stopping();
 	dg_daemon_remove_pidfile(sd.cfg.pid_file);
 	rc = 0;

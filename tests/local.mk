@@ -94,8 +94,9 @@ INTEGRATION_TESTS += tests/integration/05-fault-points.sh \
 	tests/reliability/10-crash-points.sh \
 	tests/reliability/20-random-kills.sh \
 	tests/reliability/30-disk-full.sh \
-	tests/reliability/40-shadowd-kill.sh
-EXTRA_DIST += tests/reliability/lib-campaign.sh
+	tests/reliability/40-shadowd-kill.sh \
+	tests/reliability/50-broker-faults.sh
+EXTRA_DIST += tests/reliability/lib-campaign.sh tests/reliability/mqtt-drop-proxy.py
 # --- integration: cache (issue 3)
 # --- integration: delta (issue 6)
 # cache (issue 3)
