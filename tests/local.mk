@@ -95,7 +95,8 @@ INTEGRATION_TESTS += tests/integration/05-fault-points.sh \
 	tests/reliability/20-random-kills.sh \
 	tests/reliability/30-disk-full.sh \
 	tests/reliability/40-shadowd-kill.sh \
-	tests/reliability/50-broker-faults.sh
+	tests/reliability/50-broker-faults.sh \
+	tests/reliability/60-storage-faults.sh
 EXTRA_DIST += tests/reliability/lib-campaign.sh tests/reliability/mqtt-drop-proxy.py
 # --- integration: cache (issue 3)
 # --- integration: delta (issue 6)
