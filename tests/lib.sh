@@ -7,7 +7,7 @@
 : "${top_srcdir:=$top_builddir}"
 DELTAGATE="$top_builddir/src/deltagate"
 SHADOWD="$top_builddir/src/deltagate-shadowd"
-DELTAGATED="$top_builddir/proxy/deltagated"
+DELTAGATED=${DG_DELTAGATED:-$top_builddir/proxy/deltagated}
 
 T_N=0
 T_FAILED=0
