@@ -211,7 +211,16 @@ TESTS += $(FUZZ_REPLAYS)
 
 # what the sanitizer build of .ci/run runs: make check TESTS='$(SANITIZER_TESTS)'
 SANITIZER_TESTS = $(UNIT_TESTS) $(FUZZ_REPLAYS) $(SHADOW_TESTS) \
-	tests/integration/50-gateway-outcomes.sh tests/integration/51-gateway-config.sh
+	tests/integration/05-fault-points.sh \
+	tests/integration/50-gateway-outcomes.sh tests/integration/51-gateway-config.sh \
+	tests/integration/52-gateway-broker-outage.sh tests/integration/53-gateway-kill9.sh \
+	tests/integration/54-gateway-limits.sh tests/integration/55-gateway-fair.sh \
+	tests/integration/60-coap-pull.sh tests/integration/61-coap-interop.sh \
+	tests/integration/62-coap-security.sh tests/integration/63-coap-push-lossy.sh \
+	tests/integration/64-coap-push-relay.sh tests/integration/65-coap-push-dtls.sh \
+	tests/reliability/10-crash-points.sh tests/reliability/20-random-kills.sh \
+	tests/reliability/30-disk-full.sh tests/reliability/40-shadowd-kill.sh \
+	tests/reliability/50-broker-faults.sh tests/reliability/60-storage-faults.sh
 if ENABLE_FUZZING
 noinst_PROGRAMS += $(FUZZ_ENGINES)
 endif
