@@ -58,7 +58,7 @@ t_gw_start() {
 	DG_TEST_DIR="$T_DIR" "$DELTAGATED" -c "$T_DIR/gw.conf" "$@" >>"$T_DIR/gw.log" 2>&1 &
 	GW_PID=$!
 	T_PIDS="$T_PIDS $GW_PID"
-	t_wait_for 10 grep -q 'mqtt: connected' "$T_DIR/gw.log"
+	t_wait_for 30 grep -q 'mqtt: connected' "$T_DIR/gw.log"
 }
 
 # t_gw_conf DEVICE_LINES...: a configuration for the running peers

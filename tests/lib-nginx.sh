@@ -122,7 +122,7 @@ CONF
 		>>"$T_DIR/nginx-stderr.log" 2>&1 &
 	NGINX_PID=$!
 	T_PIDS="$T_PIDS $NGINX_PID"
-	t_wait_for 10 t_port_open "$NGINX_PORT" && kill -0 "$NGINX_PID" 2>/dev/null
+	t_wait_for 30 t_port_open "$NGINX_PORT" && kill -0 "$NGINX_PID" 2>/dev/null
 }
 
 t_stop_nginx() {

@@ -131,7 +131,7 @@ CONF
 	MQTT_PID=$!
 	T_PIDS="$T_PIDS $MQTT_PID"
 	MQTT_URL="mqtt://127.0.0.1:$MQTT_PORT"
-	if ! t_wait_for 10 t_port_open "$MQTT_PORT"; then
+	if ! t_wait_for 30 t_port_open "$MQTT_PORT"; then
 		# say why in the test's log
 		echo "# mosquitto did not listen on $MQTT_PORT: $(tail -3 "$T_DIR/mosquitto.out" "$T_DIR/mosquitto.log" 2>/dev/null | tr '\n' ' ')"
 		return 1
@@ -156,7 +156,7 @@ t_start_shadowd() {
 	SHADOWD_PID=$!
 	T_PIDS="$T_PIDS $SHADOWD_PID"
 	# ready when it answers a get (404 for an unknown shadow is an answer)
-	t_wait_for 10 sh -c "\"$DELTAGATE\" shadow --broker $MQTT_URL --timeout 1 get __probe__ 2>&1 | grep -q 404"
+	t_wait_for 60 sh -c "\"$DELTAGATE\" shadow --broker $MQTT_URL --timeout 1 get __probe__ 2>&1 | grep -q 404"
 }
 
 # mosquitto_sub collecting N messages of TOPIC into FILE, in the background.
