@@ -35,6 +35,10 @@ src_libdgcore_la_SOURCES += \
 	src/dg_gzip.c src/dg_gzip.h \
 	src/dg_recomp.c src/dg_recomp.h \
 	src/dg_manifest.c src/dg_manifest.h
+# --- operator tools and signed commands (issue 13)
+src_libdgcore_la_SOURCES += \
+	src/dg_sigv4.c src/dg_sigv4.h \
+	src/dg_jws.c src/dg_jws.h
 
 # --- command-line tools: deltagate (one binary, subcommands in cli_*.c)
 bin_PROGRAMS += src/deltagate
@@ -46,6 +50,8 @@ src_deltagate_SOURCES += src/cli_cache.c
 # cli: diff, apply, inspect, manifest, diffgen (issue 6)
 src_deltagate_SOURCES += src/cli_delta.c
 src_deltagate_SOURCES += src/cli_manifest.c
+# cli: presign, keygen (issue 13)
+src_deltagate_SOURCES += src/cli_presign.c
 src_deltagate_CFLAGS = $(src_libdgcore_la_CFLAGS) $(COAP_CFLAGS)
 
 sbin_PROGRAMS += src/deltagate-shadowd
