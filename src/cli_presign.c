@@ -7,7 +7,11 @@
 #include <string.h>
 #include <time.h>
 
+#include <stdint.h>
+
 #include "dg_cli.h"
+#include "dg_command.h"
+#include "dg_json.h"
 #include "dg_jws.h"
 #include "dg_log.h"
 #include "dg_sigv4.h"
@@ -235,4 +239,93 @@ dg_cli_keygen(int argc, char **argv)
 	dg_jws_key_free(k);
 	free(pubdef);
 	return DG_EXIT_OK;
+}
+
+int
+dg_cli_sign(int argc, char **argv)
+{
+	const char *keyf = NULL, *device = NULL, *file = NULL;
+	int64_t seq = -1, expires = 86400;
+	char *text = NULL, *out = NULL;
+	size_t len = 0;
+	json_t *doc = NULL, *desired;
+	dg_jws_key *k = NULL;
+	int rc = DG_EXIT_USAGE, i;
+	dg_err e;
+
+	for (i = 1; i < argc; i++) {
+		const char *o = argv[i];
+
+		if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+			printf("usage: deltagate sign --key PRIVATE.pem --device ID [--seq N] [--expires S]\n"
+			    "         [FILE]\n\n"
+			    "Signs the update command in FILE (or stdin): a desired state, bare or as\n"
+			    "{\"state\":{\"desired\":{...}}}, printed back with its \"signature\" (JWS,\n"
+			    "EdDSA) over the software fields, the device, the expiry (now + S, default\n"
+			    "86400) and the sequence number N (default: the wall clock in ms, so that\n"
+			    "later commands carry larger ones). Exit status: 0, 1 error, 2 bad options.\n");
+			return DG_EXIT_OK;
+		}
+		if (o[0] != '-') {
+			file = o;
+			continue;
+		}
+		if (i + 1 >= argc) {
+			fprintf(stderr, "deltagate sign: %s needs a value\n", o);
+			return DG_EXIT_USAGE;
+		}
+		if (strcmp(o, "--key") == 0)
+			keyf = argv[++i];
+		else if (strcmp(o, "--device") == 0)
+			device = argv[++i];
+		else if (strcmp(o, "--seq") == 0) {
+			if (dg_util_parse_i64(argv[++i], 0, INT64_MAX, &seq) != DG_OK) {
+				fprintf(stderr, "deltagate sign: --seq: a non-negative integer\n");
+				return DG_EXIT_USAGE;
+			}
+		} else if (strcmp(o, "--expires") == 0) {
+			if (dg_util_parse_i64(argv[++i], INT32_MIN, INT32_MAX, &expires) != DG_OK) {
+				fprintf(stderr, "deltagate sign: --expires: seconds\n");
+				return DG_EXIT_USAGE;
+			}
+		} else {
+			fprintf(stderr, "deltagate sign: unknown option '%s'\n", o);
+			return DG_EXIT_USAGE;
+		}
+	}
+	if (!keyf || !device) {
+		fprintf(stderr, "deltagate sign: --key and --device are required\n");
+		return DG_EXIT_USAGE;
+	}
+	rc = DG_EXIT_FAIL;
+	if (!(k = dg_jws_key_load(keyf, &e)))
+		goto out;
+	if ((e = dg_util_read_file(file ? file : "/dev/stdin", 1 << 20, &text, &len)) != DG_OK) {
+		fprintf(stderr, "deltagate sign: %s: %s\n", file ? file : "stdin", dg_strerror(e));
+		goto out;
+	}
+	if (!(doc = dg_json_parse(text, len, 1 << 20, 16, &e, NULL, 0)) || !json_is_object(doc)) {
+		fprintf(stderr, "deltagate sign: not a JSON object\n");
+		goto out;
+	}
+	desired = json_object_get(json_object_get(doc, "state"), "desired");
+	if (!desired)
+		desired = doc;
+	if (seq < 0)
+		seq = (int64_t)dg_util_wall_ms();
+	if ((e = dg_command_sign(desired, k, device, seq, (int64_t)time(NULL) + expires)) != DG_OK) {
+		fprintf(stderr, "deltagate sign: %s\n", e == DG_ERR_INVAL ?
+		    "the command needs jobId and softwareURL" : dg_strerror(e));
+		goto out;
+	}
+	if (!(out = dg_json_dumps(doc)))
+		goto out;
+	printf("%s\n", out);
+	rc = fflush(stdout) == 0 ? DG_EXIT_OK : DG_EXIT_FAIL;
+out:
+	free(out);
+	free(text);
+	json_decref(doc);
+	dg_jws_key_free(k);
+	return rc;
 }

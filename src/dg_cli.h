@@ -34,5 +34,6 @@ int dg_cli_manifest(int argc, char **argv);
 /* operator tools (issue 13): cli_presign.c */
 int dg_cli_presign(int argc, char **argv);
 int dg_cli_keygen(int argc, char **argv);
+int dg_cli_sign(int argc, char **argv);
 
 #endif

@@ -38,7 +38,8 @@ src_libdgcore_la_SOURCES += \
 # --- operator tools and signed commands (issue 13)
 src_libdgcore_la_SOURCES += \
 	src/dg_sigv4.c src/dg_sigv4.h \
-	src/dg_jws.c src/dg_jws.h
+	src/dg_jws.c src/dg_jws.h \
+	src/dg_command.c src/dg_command.h
 
 # --- command-line tools: deltagate (one binary, subcommands in cli_*.c)
 bin_PROGRAMS += src/deltagate
