@@ -35,5 +35,7 @@ int dg_cli_manifest(int argc, char **argv);
 int dg_cli_presign(int argc, char **argv);
 int dg_cli_keygen(int argc, char **argv);
 int dg_cli_sign(int argc, char **argv);
+/* cli_deploy.c */
+int dg_cli_deploy(int argc, char **argv);
 
 #endif

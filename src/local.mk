@@ -39,7 +39,8 @@ src_libdgcore_la_SOURCES += \
 src_libdgcore_la_SOURCES += \
 	src/dg_sigv4.c src/dg_sigv4.h \
 	src/dg_jws.c src/dg_jws.h \
-	src/dg_command.c src/dg_command.h
+	src/dg_command.c src/dg_command.h \
+	src/dg_rollout.c src/dg_rollout.h
 
 # --- command-line tools: deltagate (one binary, subcommands in cli_*.c)
 bin_PROGRAMS += src/deltagate
@@ -52,7 +53,7 @@ src_deltagate_SOURCES += src/cli_cache.c
 src_deltagate_SOURCES += src/cli_delta.c
 src_deltagate_SOURCES += src/cli_manifest.c
 # cli: presign, keygen (issue 13)
-src_deltagate_SOURCES += src/cli_presign.c
+src_deltagate_SOURCES += src/cli_presign.c src/cli_deploy.c
 src_deltagate_CFLAGS = $(src_libdgcore_la_CFLAGS) $(COAP_CFLAGS)
 
 sbin_PROGRAMS += src/deltagate-shadowd
