@@ -37,5 +37,7 @@ int dg_cli_keygen(int argc, char **argv);
 int dg_cli_sign(int argc, char **argv);
 /* cli_deploy.c */
 int dg_cli_deploy(int argc, char **argv);
+/* cli_status.c */
+int dg_cli_status(int argc, char **argv);
 
 #endif

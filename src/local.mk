@@ -53,7 +53,7 @@ src_deltagate_SOURCES += src/cli_cache.c
 src_deltagate_SOURCES += src/cli_delta.c
 src_deltagate_SOURCES += src/cli_manifest.c
 # cli: presign, keygen (issue 13)
-src_deltagate_SOURCES += src/cli_presign.c src/cli_deploy.c
+src_deltagate_SOURCES += src/cli_presign.c src/cli_deploy.c src/cli_status.c
 src_deltagate_CFLAGS = $(src_libdgcore_la_CFLAGS) $(COAP_CFLAGS)
 
 sbin_PROGRAMS += src/deltagate-shadowd

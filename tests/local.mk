@@ -138,7 +138,8 @@ EXTRA_DIST += tests/lib-delta.sh
 # --- operator tools (issue 13)
 INTEGRATION_TESTS += tests/integration/80-deploy-presign.sh \
 	tests/integration/81-deploy-signed-commands.sh \
-	tests/integration/82-deploy-rollout.sh
+	tests/integration/82-deploy-rollout.sh \
+	tests/integration/83-deploy-status.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)
