@@ -63,6 +63,7 @@ struct run {
 	int cancel;             /* --cancel mode */
 	int tty, json, exit_status, finished;
 	size_t pending_ops;     /* cancel: answers awaited */
+	uint64_t n_get, n_update; /* requests published (bench/deploy) */
 };
 
 static int64_t
@@ -181,6 +182,7 @@ send_get(struct run *r, struct dev *d)
 
 	snprintf(tok, sizeof(tok), "deploy:%s:%s", r->job, d->id);
 	m = json_pack("{s:s}", "clientToken", tok);
+	r->n_get++;
 	publish_json(r, d->id, "get", m);
 	json_decref(m);
 }
@@ -210,6 +212,7 @@ send_command(struct run *r, struct dev *d)
 	/* durable before it is published: a resume knows it went out */
 	dg_store_sync(r->st);
 	m = json_pack("{s:{s:o}}", "state", "desired", desired);
+	r->n_update++;
 	publish_json(r, d->id, "update", m);
 	json_decref(m);
 }
@@ -337,6 +340,8 @@ on_document(struct run *r, struct dev *d, const json_t *doc, int from_get)
 		} else {
 			dev_save(r, d, prev ? prev : "null");
 			send_command(r, d);
+			free(prev);
+			return; /* the document is from before the command */
 		}
 		free(prev);
 	}
@@ -675,6 +680,8 @@ final_table(struct run *r)
 		    r->wave + 1, "waves", r->nwaves, "devices", (json_int_t)r->ndevs, "started",
 		    (json_int_t)started, "succeeded", (json_int_t)ok, "failed", (json_int_t)failed,
 		    "canceled", (json_int_t)canceled, "table", arr);
+		json_object_set_new(out, "requests", json_pack("{s:I,s:I}", "get", (json_int_t)r->n_get,
+		    "update", (json_int_t)r->n_update));
 		text = out ? dg_json_dumps(out) : NULL;
 		if (text)
 			printf("%s\n", text);
