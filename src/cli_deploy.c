@@ -24,6 +24,7 @@
 #include "dg_log.h"
 #include "dg_mqtt.h"
 #include "dg_rollout.h"
+#include "dg_s3.h"
 #include "dg_sigv4.h"
 #include "dg_topic.h"
 #include "dg_util.h"
@@ -64,6 +65,7 @@ struct run {
 	int tty, json, exit_status, finished;
 	size_t pending_ops;     /* cancel: answers awaited */
 	uint64_t n_get, n_update; /* requests published (bench/deploy) */
+	int64_t drain_until;      /* finished: wait for PUBACKs until then */
 };
 
 static int64_t
@@ -284,7 +286,14 @@ finish(struct run *r, int status, const char *rollout_status)
 	r->exit_status = status;
 	rollout_save(r, rollout_status);
 	dg_store_sync(r->st);
-	event_base_loopbreak(r->base);
+	/* leave once the broker has acknowledged every publish (on_tick) */
+	r->drain_until = now_s() + 30;
+	if (r->tick) {
+		struct timeval tv = { 0, 50000 };
+
+		event_del(r->tick);
+		event_add(r->tick, &tv);
+	}
 }
 
 static void
@@ -397,6 +406,17 @@ on_message(dg_mqtt *m, const char *topic, const void *payload, size_t len, int q
 		return;
 	if (!(msg = dg_json_parse(payload, len, 1 << 20, 32, &e, NULL, 0)))
 		return;
+	if (strncmp(leaf, "get/", 4) == 0) {
+		/* only the answers to our own gets (the gateways get too) */
+		char tok[300];
+		const char *t = dg_json_get_str(msg, "clientToken");
+
+		snprintf(tok, sizeof(tok), "deploy:%s:%s", r->job, d->id);
+		if (!t || strcmp(t, tok) != 0) {
+			json_decref(msg);
+			return;
+		}
+	}
 	if (strcmp(leaf, "get/accepted") == 0) {
 		on_document(r, d, msg, 1);
 	} else if (strcmp(leaf, "get/rejected") == 0) {
@@ -455,9 +475,16 @@ on_connect(dg_mqtt *m, void *arg)
 static void
 on_tick(evutil_socket_t fd, short what, void *arg)
 {
+	struct run *r = arg;
+
 	(void)fd;
 	(void)what;
-	evaluate(arg);
+	if (r->finished) {
+		if (dg_mqtt_inflight(r->mqtt) == 0 || now_s() > r->drain_until)
+			event_base_loopbreak(r->base);
+		return;
+	}
+	evaluate(r);
 }
 
 /* ------------------------------------------------------------ staging */
@@ -500,6 +527,57 @@ stage_file(const char *dir, const char *name, const char *src, uint64_t *copied)
 	free(data);
 	if (e == DG_OK)
 		*copied = len;
+	return e;
+}
+
+/* Where staged objects go and how their links are made. */
+struct stagectx {
+	const char *dir;          /* file:// directory (s3: local work dir) */
+	const char *base_url;     /* file://: the nginx location serving dir */
+	const char *secret;       /* file://: secure_link secret */
+	const char *s3;           /* s3://BUCKET[/PREFIX], or NULL */
+	const char *endpoint, *region;
+	dg_sigv4_creds creds;
+	int64_t expires;
+};
+
+/* Stage src as name; *link (fresh) is its download link, *copied the
+ * bytes written or uploaded (0: it was there). */
+static dg_err
+stage(struct stagectx *x, const char *src, const char *name, char **link, uint64_t *copied)
+{
+	char buf[4096], *http = NULL;
+	dg_err e;
+
+	*link = NULL;
+	if (x->s3) {
+		const char *p = x->s3 + 5;
+		size_t l = strlen(p);
+
+		while (l && p[l - 1] == '/')
+			l--;
+		if ((size_t)snprintf(buf, sizeof(buf), "s3://%.*s/%s", (int)l, p, name) >= sizeof(buf))
+			return DG_ERR_RANGE;
+		if ((e = dg_sigv4_s3_http_url(buf, x->region, x->endpoint, &http)) != DG_OK)
+			return e;
+		if ((e = dg_s3_put_file(http, x->region, &x->creds, src, NULL, copied)) == DG_OK)
+			e = dg_sigv4_presign(http, x->region, "s3", &x->creds, NULL,
+			    x->expires - now_s() > 0 ? x->expires - now_s() : 1, link);
+		free(http);
+		return e;
+	}
+	if (strcmp(src, name) != 0 && (e = stage_file(x->dir, name, src, copied)) != DG_OK)
+		return e;
+	{
+		/* the path part of the base URL: what nginx's $uri holds */
+		const char *sl = strstr(x->base_url, "//");
+		const char *path = strchr(sl ? sl + 2 : x->base_url, '/');
+		char *origin = strndup(x->base_url, path ? (size_t)(path - x->base_url) : strlen(x->base_url));
+
+		snprintf(buf, sizeof(buf), "%s/%s", path ? path : "", name);
+		e = origin ? dg_sigv4_secure_link(origin, buf, x->secret, NULL, x->expires, link) : DG_ERR_NOMEM;
+		free(origin);
+	}
 	return e;
 }
 
@@ -704,6 +782,8 @@ dg_cli_deploy(int argc, char **argv)
 	const char *storage = NULL, *base_url = NULL, *secret_file = NULL, *job = NULL;
 	const char *waves = "100%", *sign_key = NULL, *state_dir = NULL, *broker = "mqtt://127.0.0.1:1883";
 	const char *topic_root = DG_TOPIC_DEFAULT_ROOT, *resume = NULL, *cancel = NULL;
+	const char *endpoint = NULL, *region = getenv("AWS_REGION");
+	struct stagectx sx;
 	char dirbuf[4096], jobbuf[64], *secret = NULL, *stored_key = NULL, client_id[128];
 	int64_t link_expires = 7 * 86400;
 	struct run r;
@@ -715,6 +795,7 @@ dg_cli_deploy(int argc, char **argv)
 	dg_err e;
 
 	memset(&r, 0, sizeof(r));
+	memset(&sx, 0, sizeof(sx));
 	r.abort_rate = -1;
 	for (i = 1; i < argc; i++) {
 		const char *o = argv[i], *v;
@@ -752,6 +833,8 @@ dg_cli_deploy(int argc, char **argv)
 		else if (strcmp(o, "--broker") == 0) broker = v;
 		else if (strcmp(o, "--topic-root") == 0) topic_root = v;
 		else if (strcmp(o, "--resume") == 0) resume = v;
+		else if (strcmp(o, "--endpoint") == 0) endpoint = v;
+		else if (strcmp(o, "--region") == 0) region = v;
 		else if (strcmp(o, "--cancel") == 0) cancel = v;
 		else if (strcmp(o, "--abort-failure-rate") == 0) {
 			if (parse_rate(v, &r.abort_rate) != 0) {
@@ -777,13 +860,17 @@ dg_cli_deploy(int argc, char **argv)
 	}
 	r.tty = isatty(2);
 	if (!resume && !cancel) {
-		if (!image || !version || (!devlist && !devfile) || !storage || !base_url || !secret_file) {
-			fprintf(stderr, "deltagate deploy: --image, --version, --devices or --devices-file, "
-			    "--storage, --base-url and --secret-file are required\n");
+		if (!image || !version || (!devlist && !devfile) || !storage) {
+			fprintf(stderr, "deltagate deploy: --image, --version, --devices or --devices-file "
+			    "and --storage are required\n");
 			return DG_EXIT_USAGE;
 		}
-		if (strncmp(storage, "file://", 7) != 0) {
-			fprintf(stderr, "deltagate deploy: --storage: file:///DIR (s3:// is not supported yet)\n");
+		if (strncmp(storage, "file://", 7) != 0 && strncmp(storage, "s3://", 5) != 0) {
+			fprintf(stderr, "deltagate deploy: --storage: file:///DIR or s3://BUCKET[/PREFIX]\n");
+			return DG_EXIT_USAGE;
+		}
+		if (strncmp(storage, "file://", 7) == 0 && (!base_url || !secret_file)) {
+			fprintf(stderr, "deltagate deploy: file:// storage needs --base-url and --secret-file\n");
 			return DG_EXIT_USAGE;
 		}
 		if (parse_waves(waves, r.waves, &r.nwaves) != 0) {
@@ -820,7 +907,8 @@ dg_cli_deploy(int argc, char **argv)
 			r.abort_rate = 1;
 	} else {
 		const char *dir = storage + 7;
-		char sha[65], name[200], url[4096], *link = NULL, *path;
+		char sha[65], name[200], workdir[4096], *link = NULL;
+		int s3 = strncmp(storage, "s3://", 5) == 0;
 		uint64_t size, copied;
 		json_t *related = json_array();
 		sqlite3_stmt *s;
@@ -835,35 +923,43 @@ dg_cli_deploy(int argc, char **argv)
 			job = jobbuf;
 		}
 		r.job = job;
-		if ((e = dg_util_read_file(secret_file, 4096, &secret, NULL)) != DG_OK) {
-			fprintf(stderr, "deltagate deploy: %s: %s\n", secret_file, dg_strerror(e));
-			goto out;
+		sx.base_url = base_url;
+		sx.endpoint = endpoint;
+		sx.region = region && *region ? region : "us-east-1";
+		if (s3) {
+			if (link_expires > 604800)
+				link_expires = 604800; /* SigV4's limit */
+			sx.s3 = storage;
+			if ((e = dg_sigv4_creds_load(&sx.creds)) != DG_OK) {
+				fprintf(stderr, "deltagate deploy: no AWS credentials (AWS_ACCESS_KEY_ID and "
+				    "AWS_SECRET_ACCESS_KEY, or ~/.aws/credentials)\n");
+				goto out;
+			}
+			/* deltas are made here first, then uploaded */
+			if ((size_t)snprintf(workdir, sizeof(workdir), "%s/objects", state_dir) >= sizeof(workdir))
+				goto out;
+			dir = workdir;
+		} else {
+			if ((e = dg_util_read_file(secret_file, 4096, &secret, NULL)) != DG_OK) {
+				fprintf(stderr, "deltagate deploy: %s: %s\n", secret_file, dg_strerror(e));
+				goto out;
+			}
+			secret[strcspn(secret, "\r\n")] = '\0';
+			sx.secret = secret;
 		}
-		secret[strcspn(secret, "\r\n")] = '\0';
+		sx.dir = dir;
 		if ((e = dg_util_mkdir_p(dir, 0755)) != DG_OK || (e = file_sha(image, sha, &size)) != DG_OK) {
 			fprintf(stderr, "deltagate deploy: %s: %s\n", image, dg_strerror(e));
 			goto out;
 		}
 		r.expires = now_s() + link_expires;
+		sx.expires = r.expires;
 		snprintf(name, sizeof(name), "%s.img", sha);
-		if ((e = stage_file(dir, name, image, &copied)) != DG_OK) {
+		if ((e = stage(&sx, image, name, &link, &copied)) != DG_OK) {
 			fprintf(stderr, "deltagate deploy: staging %s: %s\n", image, dg_strerror(e));
 			goto out;
 		}
 		staged_bytes += copied;
-		/* path part of the base URL: what nginx's $uri holds */
-		path = strchr(strstr(base_url, "//") ? strstr(base_url, "//") + 2 : base_url, '/');
-		snprintf(url, sizeof(url), "%s/%s", path ? path : "", name);
-		{
-			char *origin = strndup(base_url, path ? (size_t)(path - base_url) : strlen(base_url));
-
-			e = dg_sigv4_secure_link(origin, url, secret, NULL, r.expires, &link);
-			free(origin);
-		}
-		if (e != DG_OK) {
-			fprintf(stderr, "deltagate deploy: %s: cannot make a link: %s\n", base_url, dg_strerror(e));
-			goto out;
-		}
 		r.command = json_pack("{s:s,s:s,s:s,s:I,s:s}", "softwareURL", link, "softwareVersion", version,
 		    "softwareSha256", sha, "softwareSize", (json_int_t)size, "jobId", job);
 		free(link);
@@ -878,7 +974,8 @@ dg_cli_deploy(int argc, char **argv)
 				goto out;
 			}
 			snprintf(dname, sizeof(dname), "%s-%s.delta", ssha, sha);
-			snprintf(dpath, sizeof(dpath), "%s/%s", dir, dname);
+			if ((size_t)snprintf(dpath, sizeof(dpath), "%s/%s", dir, dname) >= sizeof(dpath))
+				goto out;
 			if (stat(dpath, &sb) != 0) {
 				e = dg_delta_diff_file(from[k], image, dpath, NULL, NULL);
 				if (e == DG_ERR_DELTA_NOGAIN) {
@@ -889,20 +986,16 @@ dg_cli_deploy(int argc, char **argv)
 					fprintf(stderr, "deltagate deploy: delta from %s: %s\n", from[k], dg_strerror(e));
 					goto out;
 				}
-				if (stat(dpath, &sb) == 0)
+				if (!s3 && stat(dpath, &sb) == 0)
 					staged_bytes += (uint64_t)sb.st_size;
 			}
 			if ((e = file_sha(dpath, dsha, &dsize)) != DG_OK)
 				goto out;
-			snprintf(url, sizeof(url), "%s/%s", path ? path : "", dname);
-			{
-				char *origin = strndup(base_url, path ? (size_t)(path - base_url) : strlen(base_url));
-
-				e = dg_sigv4_secure_link(origin, url, secret, NULL, r.expires, &link);
-				free(origin);
-			}
-			if (e != DG_OK)
+			if ((e = stage(&sx, dpath, dname, &link, &copied)) != DG_OK) {
+				fprintf(stderr, "deltagate deploy: staging %s: %s\n", dname, dg_strerror(e));
 				goto out;
+			}
+			staged_bytes += copied;
 			json_array_append_new(related, json_pack("{s:s,s:s,s:I,s:s}", "url", link, "sha256", dsha,
 			    "size", (json_int_t)dsize, "sourceSha256", ssha));
 			free(link);
@@ -912,7 +1005,7 @@ dg_cli_deploy(int argc, char **argv)
 		if (!json_array_size(related))
 			json_decref(related);
 		if (!r.json)
-			fprintf(stderr, "%s: staged %" PRIu64 " bytes in %s (image %s)\n", job, staged_bytes, dir, name);
+			fprintf(stderr, "%s: staged %" PRIu64 " bytes in %s (image %s)\n", job, staged_bytes, storage, name);
 		/* the rollout, durable before anything is published */
 		if (dg_store_begin(r.st) != DG_OK)
 			goto out;
@@ -1022,5 +1115,6 @@ out:
 	dg_store_free(r.st);
 	free(secret);
 	free(stored_key);
+	dg_sigv4_creds_clear(&sx.creds);
 	return rc;
 }

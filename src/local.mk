@@ -40,7 +40,8 @@ src_libdgcore_la_SOURCES += \
 	src/dg_sigv4.c src/dg_sigv4.h \
 	src/dg_jws.c src/dg_jws.h \
 	src/dg_command.c src/dg_command.h \
-	src/dg_rollout.c src/dg_rollout.h
+	src/dg_rollout.c src/dg_rollout.h \
+	src/dg_s3.c src/dg_s3.h
 
 # --- command-line tools: deltagate (one binary, subcommands in cli_*.c)
 bin_PROGRAMS += src/deltagate

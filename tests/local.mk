@@ -139,7 +139,9 @@ EXTRA_DIST += tests/lib-delta.sh
 INTEGRATION_TESTS += tests/integration/80-deploy-presign.sh \
 	tests/integration/81-deploy-signed-commands.sh \
 	tests/integration/82-deploy-rollout.sh \
-	tests/integration/83-deploy-status.sh
+	tests/integration/83-deploy-status.sh \
+	tests/integration/84-deploy-s3.sh
+EXTRA_DIST += tests/lib-s3.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)

@@ -130,7 +130,7 @@ t_check "cancel: z1's softwareURL is gone, its version back" \
 	sh -c "'$DELTAGATE' shadow --broker '$MQTT_URL' get z1 | jq -e '.state.desired.softwareURL == null and .state.desired.softwareVersion == \"1\"'"
 t_check "cancel: z3, z4 never got a desired state (no shadow: 404)" \
 	sh -c "'$DELTAGATE' shadow --broker '$MQTT_URL' get z3 2>&1 | grep -q 404 && '$DELTAGATE' shadow --broker '$MQTT_URL' get z4 2>&1 | grep -q 404"
-t_diag "z1: $("$DELTAGATE" shadow --broker "$MQTT_URL" get z1 | jq -c .state.desired)"
+for z in z1 z2; do t_diag "$z: $("$DELTAGATE" shadow --broker "$MQTT_URL" get $z | jq -c .state.desired)"; done
 t_diag "$(db "SELECT device, state FROM rdevice WHERE job_id = 'roll4'" | tr '\n' ' ')"
 t_check "cancel: all four are canceled in the state" \
 	test "$(db "SELECT count(*) FROM rdevice WHERE job_id = 'roll4' AND state = 'canceled'")" -eq 4
