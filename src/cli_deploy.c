@@ -707,6 +707,10 @@ load_rollout(struct run *r, char **sign_key)
 		r->expires = sqlite3_column_int64(s, 5);
 		r->wave = sqlite3_column_int(s, 6);
 		r->wave_started = sqlite3_column_int64(s, 7);
+		if (!r->cancel && strcmp((const char *)sqlite3_column_text(s, 8), "canceled") == 0) {
+			fprintf(stderr, "deltagate deploy: %s was canceled; it cannot be resumed\n", r->job);
+			found = 0;
+		}
 	}
 	sqlite3_reset(s);
 	if (!found || !r->command)
