@@ -22,6 +22,7 @@
 #include "dg_json.h"
 #include "dg_jws.h"
 #include "dg_log.h"
+#include "dg_manifest.h"
 #include "dg_mqtt.h"
 #include "dg_rollout.h"
 #include "dg_s3.h"
@@ -581,6 +582,70 @@ stage(struct stagectx *x, const char *src, const char *name, char **link, uint64
 	return e;
 }
 
+/* The import manifest (v5, dg_manifest) of the staged image and deltas:
+ * DIR/<sha256>.importmanifest.json, written once (content-hash name). */
+static dg_err
+write_manifest(const char *dir, const char *name, const char *sha, const char *prov,
+    const char *mname, const char *compat, const char *version, char **rel, char **src, int nrel,
+    uint64_t *written)
+{
+	char path[4096], why[512] = "", kv[2][4096], *cs = NULL, *tok, *save = NULL, *pairs[5];
+	char *argv1[1];
+	dg_manifest *m = NULL;
+	json_t *doc = NULL;
+	char *text = NULL;
+	struct stat sb;
+	size_t np = 0;
+	dg_err e = DG_ERR_NOMEM;
+	int i;
+
+	*written = 0;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s.importmanifest.json", dir, sha) >= sizeof(path))
+		return DG_ERR_RANGE;
+	if (stat(path, &sb) == 0)
+		return DG_OK;
+	if (!(m = dg_manifest_new(&e)) || !(cs = strdup(compat)))
+		goto fail;
+	for (tok = strtok_r(cs, ",", &save); tok && np < 5; tok = strtok_r(NULL, ",", &save))
+		pairs[np++] = tok;
+	snprintf(kv[0], sizeof(kv[0]), "handler=deltagate/image:1");
+	argv1[0] = kv[0];
+	if ((e = dg_manifest_set_update_id(m, prov, mname, version, why, sizeof(why))) != DG_OK ||
+	    (e = dg_manifest_add_compat(m, pairs, np, why, sizeof(why))) != DG_OK ||
+	    (e = dg_manifest_add_step(m, argv1, 1, why, sizeof(why))) != DG_OK)
+		goto fail;
+	e = DG_ERR_RANGE;
+	if ((size_t)snprintf(kv[0], sizeof(kv[0]), "path=%s/%s", dir, name) >= sizeof(kv[0]))
+		goto fail;
+	if ((e = dg_manifest_add_file(m, argv1, 1, why, sizeof(why))) != DG_OK)
+		goto fail;
+	for (i = 0; i < nrel; i++) {
+		char *a2[2] = { kv[0], kv[1] };
+
+		e = DG_ERR_RANGE;
+		if ((size_t)snprintf(kv[0], sizeof(kv[0]), "path=%s", rel[i]) >= sizeof(kv[0]) ||
+		    (size_t)snprintf(kv[1], sizeof(kv[1]), "source=%s", src[i]) >= sizeof(kv[1]))
+			goto fail;
+		if ((e = dg_manifest_add_related_file(m, a2, 2, why, sizeof(why))) != DG_OK)
+			goto fail;
+	}
+	if (!(doc = dg_manifest_build(m, NULL, &e, why, sizeof(why))))
+		goto fail;
+	e = DG_ERR_NOMEM;
+	if (!(text = json_dumps(doc, JSON_INDENT(2))))
+		goto fail;
+	if ((e = dg_util_write_atomic(path, text, strlen(text), 0644)) == DG_OK)
+		*written = strlen(text);
+fail:
+	if (e != DG_OK)
+		fprintf(stderr, "deltagate deploy: import manifest: %s\n", why[0] ? why : dg_strerror(e));
+	free(text);
+	json_decref(doc);
+	free(cs);
+	dg_manifest_free(m);
+	return e;
+}
+
 /* ------------------------------------------------------------ the command */
 
 static void
@@ -592,6 +657,7 @@ usage(FILE *out)
 	    "         --base-url URL --secret-file F [--link-expires S] [--job-id ID]\n"
 	    "         [--waves 1%%,10%%,50%%,100%%] [--abort-failure-rate 5%%] [--wave-timeout S]\n"
 	    "         [--sign-key FILE] [--state-dir DIR] [--broker URI] [--topic-root T] [--json]\n"
+	    "         [--manifest-provider P [--manifest-name N] [--manifest-compat K=V,...]]\n"
 	    "       deltagate deploy --resume JOB [--abort-failure-rate R] [...]\n"
 	    "       deltagate deploy --cancel JOB [...]\n"
 	    "\n"
@@ -787,6 +853,9 @@ dg_cli_deploy(int argc, char **argv)
 	const char *waves = "100%", *sign_key = NULL, *state_dir = NULL, *broker = "mqtt://127.0.0.1:1883";
 	const char *topic_root = DG_TOPIC_DEFAULT_ROOT, *resume = NULL, *cancel = NULL;
 	const char *endpoint = NULL, *region = getenv("AWS_REGION");
+	const char *mprov = NULL, *mname = "firmware", *mcompat = "deviceManufacturer=deltagate";
+	char *mrel[MAX_FROM], *msrc[MAX_FROM];
+	int nrel = 0;
 	struct stagectx sx;
 	char dirbuf[4096], jobbuf[64], *secret = NULL, *stored_key = NULL, client_id[128];
 	int64_t link_expires = 7 * 86400;
@@ -838,6 +907,9 @@ dg_cli_deploy(int argc, char **argv)
 		else if (strcmp(o, "--topic-root") == 0) topic_root = v;
 		else if (strcmp(o, "--resume") == 0) resume = v;
 		else if (strcmp(o, "--endpoint") == 0) endpoint = v;
+		else if (strcmp(o, "--manifest-provider") == 0) mprov = v;
+		else if (strcmp(o, "--manifest-name") == 0) mname = v;
+		else if (strcmp(o, "--manifest-compat") == 0) mcompat = v;
 		else if (strcmp(o, "--region") == 0) region = v;
 		else if (strcmp(o, "--cancel") == 0) cancel = v;
 		else if (strcmp(o, "--abort-failure-rate") == 0) {
@@ -1000,6 +1072,10 @@ dg_cli_deploy(int argc, char **argv)
 				goto out;
 			}
 			staged_bytes += copied;
+			if (nrel < MAX_FROM) {
+				mrel[nrel] = strdup(dpath);
+				msrc[nrel++] = strdup(from[k]);
+			}
 			json_array_append_new(related, json_pack("{s:s,s:s,s:I,s:s}", "url", link, "sha256", dsha,
 			    "size", (json_int_t)dsize, "sourceSha256", ssha));
 			free(link);
@@ -1008,6 +1084,10 @@ dg_cli_deploy(int argc, char **argv)
 		json_object_set_new(r.command, "relatedFiles", json_array_size(related) ? related : json_null());
 		if (!json_array_size(related))
 			json_decref(related);
+		if (mprov && !s3 && write_manifest(dir, name, sha, mprov, mname, mcompat, version, mrel, msrc,
+		    nrel, &copied) != DG_OK)
+			goto out;
+		staged_bytes += mprov && !s3 ? copied : 0;
 		if (!r.json)
 			fprintf(stderr, "%s: staged %" PRIu64 " bytes in %s (image %s)\n", job, staged_bytes, storage, name);
 		/* the rollout, durable before anything is published */
@@ -1120,5 +1200,9 @@ out:
 	free(secret);
 	free(stored_key);
 	dg_sigv4_creds_clear(&sx.creds);
+	for (i = 0; i < nrel; i++) {
+		free(mrel[i]);
+		free(msrc[i]);
+	}
 	return rc;
 }

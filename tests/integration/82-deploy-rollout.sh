@@ -46,7 +46,8 @@ desired_job() { "$DELTAGATE" shadow --broker "$MQTT_URL" get "$1" 2>/dev/null | 
 db() { sqlite3 "$STATE/deploy.db" "$1"; }
 
 # --- a full rollout in three waves (1 + 4 + 5 devices), with a delta from v1
-deploy --image "$T_DIR/v2.bin" --from "$T_DIR/v1.bin" --version 2 --job-id roll1 \
+deploy --image "$T_DIR/v2.bin" --from "$T_DIR/v1.bin" --version 2.0 --job-id roll1 \
+	--manifest-provider contoso --manifest-name pump-fw \
 	--devices w0,w1,w2,w3,w4,w5,w6,w7,w8,w9 --waves 10%,50%,100% --wave-timeout 120 \
 	--json > "$T_DIR/roll1.json" 2> "$T_DIR/roll1.err"; rc=$?
 t_diag "$(tail -3 "$T_DIR/roll1.err")"
@@ -63,12 +64,21 @@ t_check "the delta was used (resultCode 1, no full download)" \
 end0=$(awk '$1 == "end" && $2 == "w0" { print $3 }' "$T_DIR/dev/flash.log")
 first2=$(awk '$1 == "start" && ($2 == "w1" || $2 == "w2" || $2 == "w3" || $2 == "w4") { print $3 }' "$T_DIR/dev/flash.log" | sort -n | head -1)
 t_check "wave 2 started after wave 1 finished" test "$first2" -gt "$end0"
-t_check "staged: the image and one delta under content-hash names" \
-	test "$(ls "$STAGE" | grep -c '^[0-9a-f]\{64\}\.img$')" -eq 1 -a "$(ls "$STAGE" | grep -c '\.delta$')" -eq 1
+t_check "staged: the image, one delta and the manifest under content-hash names" \
+	test "$(ls "$STAGE" | grep -c '^[0-9a-f]\{64\}\.img$')" -eq 1 -a "$(ls "$STAGE" | grep -c '\.delta$')" -eq 1 -a "$(ls "$STAGE" | grep -c '\.importmanifest\.json$')" -eq 1
+
+V2=$(t_sha "$T_DIR/v2.bin")
+M="$STAGE/$V2.importmanifest.json"
+t_check "import manifest v5 staged next to the image" \
+	jq -e '.manifestVersion == "5.0" and .updateId.provider == "contoso" and .updateId.version == "2.0"' "$M"
+t_check "import manifest: the image and its delta with the source hash" \
+	jq -e --arg img "$V2.img" --arg src "$(openssl dgst -sha256 -binary "$T_DIR/v1.bin" | openssl base64)" \
+	'.files[0].filename == $img and (.files[0].relatedFiles[0].filename | endswith(".delta")) and .files[0].relatedFiles[0].properties["microsoft.sourceFileHash"] == $src' "$M"
 
 # --- re-run: nothing staged twice
 before=$(stat -c %Y%n "$STAGE"/* | sort)
-deploy --image "$T_DIR/v2.bin" --from "$T_DIR/v1.bin" --version 2 --job-id roll1b --devices w0 \
+deploy --image "$T_DIR/v2.bin" --from "$T_DIR/v1.bin" --version 2.0 --job-id roll1b --devices w0 \
+	--manifest-provider contoso --manifest-name pump-fw \
 	> /dev/null 2> "$T_DIR/roll1b.err"; rc=$?
 t_check "re-run: exit 0" test $rc -eq 0
 t_check "re-run: staged 0 bytes" grep -q 'staged 0 bytes' "$T_DIR/roll1b.err"
