@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "dg_command.h"
 #include "dg_jws.h"
 #include "dg_sigv4.h"
 
@@ -313,6 +314,61 @@ test_jws(void **state)
 	rmdir(dir);
 }
 
+static void
+test_command(void **state)
+{
+	char dir[] = "/tmp/dg-cmd-XXXXXX", a[128], apub[128];
+	dg_jws_key *k, *pub;
+	json_t *d, *c;
+	int64_t seq = 0;
+	dg_err e;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(a, sizeof(a), "%s/a.pem", dir);
+	snprintf(apub, sizeof(apub), "%s/a.pub.pem", dir);
+	assert_int_equal(dg_jws_keygen(a, apub), DG_OK);
+	assert_non_null(k = dg_jws_key_load(a, &e));
+	assert_non_null(pub = dg_jws_key_load(apub, &e));
+	d = json_pack("{s:s,s:s,s:s,s:i,s:s,s:n}", "softwareURL", "https://s/fw.bin", "softwareVersion", "2",
+	    "softwareSha256", "00", "softwareSize", 5, "jobId", "j1", "relatedFiles");
+	assert_int_equal(dg_command_verify(d, &pub, 1, "dev1", 100, &seq), DG_ERR_CMD_UNSIGNED);
+	assert_int_equal(dg_command_sign(d, k, "dev1", 42, 1000), DG_OK);
+	assert_int_equal(dg_command_verify(d, &pub, 1, "dev1", 100, &seq), DG_OK);
+	assert_int_equal(seq, 42);
+	/* the signature is for dev1 only */
+	assert_int_equal(dg_command_verify(d, &pub, 1, "dev2", 100, &seq), DG_ERR_CMD_ALTERED);
+	/* past its expiry */
+	assert_int_equal(dg_command_verify(d, &pub, 1, "dev1", 1001, &seq), DG_ERR_CMD_EXPIRED);
+	/* every signed field counts: URL, size, an added related file */
+	c = json_deep_copy(d);
+	json_object_set_new(c, "softwareURL", json_string("https://evil/fw.bin"));
+	assert_int_equal(dg_command_verify(c, &pub, 1, "dev1", 100, &seq), DG_ERR_CMD_ALTERED);
+	json_decref(c);
+	c = json_deep_copy(d);
+	json_object_set_new(c, "softwareSize", json_integer(6));
+	assert_int_equal(dg_command_verify(c, &pub, 1, "dev1", 100, &seq), DG_ERR_CMD_ALTERED);
+	json_decref(c);
+	c = json_deep_copy(d);
+	json_object_set_new(c, "relatedFiles", json_pack("[{s:s}]", "url", "https://evil/d"));
+	assert_int_equal(dg_command_verify(c, &pub, 1, "dev1", 100, &seq), DG_ERR_CMD_ALTERED);
+	json_decref(c);
+	/* an unsigned member does not matter; an absent relatedFiles is a null one */
+	c = json_deep_copy(d);
+	json_object_set_new(c, "note", json_string("x"));
+	json_object_del(c, "relatedFiles");
+	assert_int_equal(dg_command_verify(c, &pub, 1, "dev1", 100, &seq), DG_OK);
+	json_decref(c);
+	/* no trusted key matches */
+	assert_int_equal(dg_command_verify(d, NULL, 0, "dev1", 100, &seq), DG_ERR_JWS_UNKNOWN_KEY);
+	json_decref(d);
+	dg_jws_key_free(k);
+	dg_jws_key_free(pub);
+	unlink(a);
+	unlink(apub);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -325,6 +381,7 @@ main(void)
 		cmocka_unit_test(test_secure_link),
 		cmocka_unit_test(test_b64url),
 		cmocka_unit_test(test_jws),
+		cmocka_unit_test(test_command),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
