@@ -23,6 +23,8 @@ EXTRA_DIST += bench/swu/gzip-repro.sh
 EXTRA_DIST += bench/delta/run.sh bench/delta/genprog.py bench/delta/mktree.py bench/delta/apply-speed.sh
 # coap (issue 5): bench/coap, bench/udp_relay (a lossy UDP link)
 EXTRA_DIST += bench/coap
+# operator tools (issue 13)
+EXTRA_DIST += bench/deploy
 noinst_PROGRAMS += bench/udp_relay
 bench_udp_relay_SOURCES = bench/udp_relay.c
 bench_udp_relay_CFLAGS = $(src_libdgcore_la_CFLAGS)

@@ -8,3 +8,5 @@ dist_doc_DATA += docs/swu.md docs/manifest.md
 dist_man_MANS += docs/deltagate.1 docs/deltagated.8 docs/deltagate-shadowd.8
 # delta engine (issue 6)
 dist_doc_DATA += docs/delta-format.md
+# operator tools (issue 13)
+dist_doc_DATA += docs/deploy.md

@@ -26,6 +26,7 @@
 #include "dg_job.h"
 #include "dg_json.h"
 #include "dg_fault.h"
+#include "dg_jws.h"
 #include "dg_log.h"
 #include "dg_mirror.h"
 #include "dg_mqtt.h"
@@ -61,6 +62,7 @@ struct cfg {
 	int64_t progress_interval;
 	uint64_t max_image_size;
 	dg_config_list devices;
+	dg_config_list trusted_keys; /* signed commands (issue 13) */
 	char *log_level;
 	int syslog;
 	char *pid_file;
@@ -121,6 +123,8 @@ static const dg_option options[] = {
 	{ "log-level", DG_OPT_STR, O(log_level), 0, 0, "info", 1, dg_config_check_log_level, "err, warn, info or debug" },
 	{ "device", DG_OPT_LIST, O(devices), 0, 0, NULL, 1, check_device, "ID [driver=exec|coap] [address=A] [link=L] [sha256=HEX] [version=V] [psk=hex:H|text:T] [dtls=required|optional] [mode=pull|push] (repeatable)" },
 	{ "log-level", DG_OPT_STR, O(log_level), 0, 0, "info", 1, dg_config_check_log_level, "err, warn, info or debug" },
+	/* signed commands (issue 13) */
+	{ "trusted-key", DG_OPT_LIST, O(trusted_keys), 0, 0, NULL, 0, NULL, "Ed25519 public key (PEM) whose signed commands are accepted; with none, commands are not checked (repeatable)" },
 	{ "syslog", DG_OPT_BOOL, O(syslog), 0, 0, "no", 0, NULL, "log to syslog instead of stderr" },
 	{ "pid-file", DG_OPT_STR, O(pid_file), 0, 0, NULL, 0, NULL, "write the process id here" },
 	{ "user", DG_OPT_STR, O(user), 0, 0, NULL, 0, NULL, "drop privileges to this user after start-up" },
@@ -487,6 +491,8 @@ main(int argc, char **argv)
 	char client_id[200];
 	dg_config_cli cli;
 	int i, test_config = 0, rc = 1;
+	dg_jws_key **trusted = NULL;
+	size_t ntrusted = 0;
 	dg_err err;
 
 	dg_log_open("deltagated", 0, DG_LOG_INFO);
@@ -590,6 +596,23 @@ main(int argc, char **argv)
 	jo.max_image_size = gw.cfg.max_image_size;
 	if (!(gw.jobs = dg_jobs_new(gw.base, gw.store, gw.cache, gw.fetcher, gw.outbox, gw.topic, &jo, &err)))
 		goto out;
+	/* signed commands (issue 13): keys opened before privileges drop */
+	if (gw.cfg.trusted_keys.count) {
+		if (!(trusted = calloc(gw.cfg.trusted_keys.count, sizeof(*trusted))))
+			goto out;
+		for (i = 0; i < (int)gw.cfg.trusted_keys.count; i++) {
+			if (!(trusted[i] = dg_jws_key_load(gw.cfg.trusted_keys.items[i], &err)))
+				goto out;
+			ntrusted++;
+			dg_log_info("trusted key %s (kid %s)", gw.cfg.trusted_keys.items[i],
+			    dg_jws_key_id(trusted[i]));
+		}
+		if (dg_jobs_set_trusted_keys(gw.jobs, trusted, ntrusted) != DG_OK)
+			goto out;
+	} else {
+		dg_log_warn("no trusted-key: update commands are not checked (anyone who can publish "
+		    "to the broker can install any image)");
+	}
 	if (gw.cfg.exec_command &&
 	    !(gw.exec = dg_driver_exec_new(gw.base, gw.cfg.exec_command, (int)gw.cfg.exec_timeout, &err)))
 		goto out;
@@ -624,6 +647,9 @@ main(int argc, char **argv)
 	rc = gw.lost ? 75 : 0;
 out:
 	dg_jobs_free(gw.jobs);
+	for (i = 0; i < (int)ntrusted; i++)
+		dg_jws_key_free(trusted[i]);
+	free(trusted);
 	dg_driver_free(gw.exec);
 	dg_driver_free(gw.coap);
 	dg_mirror_free(gw.mirror);

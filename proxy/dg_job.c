@@ -14,6 +14,7 @@
 
 #include <openssl/evp.h>
 
+#include "dg_command.h"
 #include "dg_delta.h"
 #include "dg_job.h"
 #include "dg_json.h"
@@ -167,6 +168,8 @@ struct dg_jobs {
 	struct event *rollup_timer;
 	char **dirty;            /* job ids whose roll-up is due */
 	size_t ndirty, dirty_cap;
+	struct dg_jws_key *const *keys; /* trusted command signers (issue 13) */
+	size_t nkeys;
 };
 
 static void job_advance(struct job *jb);
@@ -1476,6 +1479,128 @@ supersede(struct job *old)
 	job_unlink_free(old);
 }
 
+/* ------------------------------------------------------------ signed commands (issue 13) */
+
+dg_err
+dg_jobs_set_trusted_keys(dg_jobs *j, struct dg_jws_key *const *keys, size_t nkeys)
+{
+	/* tables of their own, created here rather than in the job migration:
+	 * they exist only where commands are checked */
+	dg_err e = dg_store_exec(j->store,
+	    "CREATE TABLE IF NOT EXISTS cmd_seq (device TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;"
+	    "CREATE TABLE IF NOT EXISTS cmd_refused (device TEXT NOT NULL, job_id TEXT NOT NULL,"
+	    " command_sha256 TEXT NOT NULL, ext_code INTEGER NOT NULL, at INTEGER NOT NULL,"
+	    " PRIMARY KEY (device, job_id, command_sha256)) WITHOUT ROWID;");
+
+	if (e != DG_OK)
+		return e;
+	j->keys = keys;
+	j->nkeys = nkeys;
+	return DG_OK;
+}
+
+static uint32_t
+refusal_code(dg_err e)
+{
+	switch (e) {
+	case DG_ERR_CMD_UNSIGNED: return DG_EXT_CMD_UNSIGNED;
+	case DG_ERR_JWS_UNKNOWN_KEY: return DG_EXT_CMD_UNKNOWN_KEY;
+	case DG_ERR_CMD_ALTERED: return DG_EXT_CMD_ALTERED;
+	case DG_ERR_CMD_EXPIRED: return DG_EXT_CMD_EXPIRED;
+	case DG_ERR_CMD_REPLAYED: return DG_EXT_CMD_REPLAYED;
+	default: return DG_EXT_CMD_BAD_SIGNATURE;
+	}
+}
+
+/* Whether the command may become a job: 1 yes (its sequence number is
+ * then recorded), 0 refused (reported once), -1 database error. */
+static int
+command_trusted(dg_jobs *j, struct device *dev, const char *job_id, const json_t *desired)
+{
+	char *text = dg_json_dumps(desired), hex[65], topic[512];
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	int64_t seq = 0, last = -1;
+	sqlite3_stmt *s;
+	dg_err e;
+	uint32_t ext;
+	int rc = -1, step;
+
+	if (!text || !EVP_Digest(text, strlen(text), md, &mdlen, EVP_sha256(), NULL))
+		goto out;
+	dg_util_hex_encode(md, 32, hex);
+	/* refused before: reported then */
+	if (!(s = dg_store_prepare(j->store,
+	    "SELECT 1 FROM cmd_refused WHERE device = ? AND job_id = ? AND command_sha256 = ?")))
+		goto out;
+	sqlite3_bind_text(s, 1, dev->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, job_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, hex, -1, SQLITE_STATIC);
+	step = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (step == SQLITE_ROW) {
+		rc = 0;
+		goto out;
+	}
+	e = dg_command_verify(desired, j->keys, j->nkeys, dev->id, (int64_t)time(NULL), &seq);
+	if (e == DG_OK) {
+		if (!(s = dg_store_prepare(j->store, "SELECT seq FROM cmd_seq WHERE device = ?")))
+			goto out;
+		sqlite3_bind_text(s, 1, dev->id, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			last = sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+		if (last >= 0 && seq <= last)
+			e = DG_ERR_CMD_REPLAYED;
+	}
+	if (e == DG_OK) {
+		if (!(s = dg_store_prepare(j->store,
+		    "INSERT INTO cmd_seq (device, seq) VALUES (?, ?)"
+		    " ON CONFLICT(device) DO UPDATE SET seq = excluded.seq")))
+			goto out;
+		sqlite3_bind_text(s, 1, dev->id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, seq);
+		step = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (step != SQLITE_DONE) {
+			dg_store_error(j->store, step, "cmd_seq");
+			goto out;
+		}
+		dg_log_info("%s: job %s: signed command accepted (sequence %lld)", dev->id, job_id,
+		    (long long)seq);
+		rc = 1;
+		goto out;
+	}
+	ext = refusal_code(e);
+	dg_log_warn("%s: job %s: command refused: %s (extendedResultCode 0x%08" PRIx32 ")",
+	    dev->id, job_id, dg_strerror(e), ext);
+	if ((s = dg_store_prepare(j->store,
+	    "INSERT OR IGNORE INTO cmd_refused (device, job_id, command_sha256, ext_code, at) VALUES (?, ?, ?, ?, ?)"))) {
+		sqlite3_bind_text(s, 1, dev->id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, job_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 3, hex, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 4, ext);
+		sqlite3_bind_int64(s, 5, now_s());
+		sqlite3_step(s);
+		sqlite3_reset(s);
+	}
+	{
+		json_t *msg = json_pack("{s:{s:{s:s,s:s,s:i,s:I}}}", "state", "reported", "jobId", job_id,
+		    "status", "FAILED", "resultCode", 0, "extendedResultCode", (json_int_t)ext);
+		char *m = msg ? dg_json_dumps(msg) : NULL;
+
+		if (m && dg_topic_build(j->topic, dev->id, "update", topic, sizeof(topic)) == DG_OK &&
+		    (e = dg_outbox_put(j->outbox, dev->id, topic, m, 0)) != DG_OK)
+			dg_log_err("%s: job %s: refusal not queued: %s", dev->id, job_id, dg_strerror(e));
+		free(m);
+		json_decref(msg);
+	}
+	rc = 0;
+out:
+	free(text);
+	return rc;
+}
+
 void
 dg_jobs_on_document(dg_jobs *j, const char *id, const json_t *doc)
 {
@@ -1513,6 +1638,8 @@ dg_jobs_on_document(dg_jobs *j, const char *id, const json_t *doc)
 		free(old_cmd);
 		if (!retry)
 			return;
+		if (j->nkeys && command_trusted(j, dev, job_id, desired) != 1)
+			return;
 		s = dg_store_prepare(j->store, "DELETE FROM job WHERE device = ? AND job_id = ?");
 		if (!s)
 			return;
@@ -1525,6 +1652,10 @@ dg_jobs_on_document(dg_jobs *j, const char *id, const json_t *doc)
 	    (strcmp(rep_status, "SUCCEEDED") == 0 || strcmp(rep_status, "FAILED") == 0)) {
 		return; /* finished before this database knew of it */
 	}
+	/* a command the trusted keys did not sign never reaches the device,
+	 * nor supersedes the job it has */
+	if (!found && j->nkeys && command_trusted(j, dev, job_id, desired) != 1)
+		return;
 	if (dev->job)
 		supersede(dev->job);
 	if (!(jb = job_new(j, dev, job_id, desired, &why)))

@@ -50,6 +50,14 @@
 #define DG_EXT_JOB_SUPERSEDED DG_EXT_JOB(4)    /* a newer command replaced it */
 #define DG_EXT_JOB_TIMEOUT DG_EXT_JOB(5)       /* a stage took too long */
 #define DG_EXT_JOB_NOSPACE DG_EXT_JOB(7)       /* no space left for the image (disk full) */
+/* 0x0E: the gateway refused a command (signed commands, issue 13) */
+#define DG_EXT_CMD(c) (0x90E00000u | ((uint32_t)(c) & 0xFFFFFu))
+#define DG_EXT_CMD_UNSIGNED DG_EXT_CMD(1)    /* no signature, keys are trusted */
+#define DG_EXT_CMD_UNKNOWN_KEY DG_EXT_CMD(2) /* signed by a key not trusted */
+#define DG_EXT_CMD_BAD_SIGNATURE DG_EXT_CMD(3) /* does not verify / malformed */
+#define DG_EXT_CMD_ALTERED DG_EXT_CMD(4)     /* differs from the signed fields */
+#define DG_EXT_CMD_EXPIRED DG_EXT_CMD(5)     /* past its signed expiry */
+#define DG_EXT_CMD_REPLAYED DG_EXT_CMD(6)    /* sequence not above the last accepted */
 #define DG_EXT_DELTA_FETCH(c) DG_EXT_DELTA_COMMON(0x100 | ((c) & 0xFF)) /* delta download failed */
 #define DG_EXT_DELTA_REBUILT_MISMATCH DG_EXT_DELTA_COMMON(0x20) /* rebuilt image != softwareSha256 */
 
@@ -91,6 +99,16 @@ void dg_jobs_set_limits(dg_jobs *j, const dg_jobs_opts *opts);
 
 /* The device's mirrored document changed: start, supersede or leave jobs. */
 void dg_jobs_on_document(dg_jobs *j, const char *id, const json_t *doc);
+
+/* Trust only commands signed by one of the nkeys keys (borrowed: they
+ * outlive j): every other command is refused before anything else happens
+ * (no job, the device untouched), reported upstream as FAILED with its
+ * DG_EXT_CMD_* code, and recorded so that it is reported once. The sequence
+ * number of the last accepted command of each device is durable (table
+ * cmd_seq): a replayed or older command is refused, across restarts too.
+ * nkeys 0: commands are not checked (the default). DG_ERR_DB. */
+struct dg_jws_key;
+dg_err dg_jobs_set_trusted_keys(dg_jobs *j, struct dg_jws_key *const *keys, size_t nkeys);
 
 /* Resume the jobs a previous run left unfinished (call once at start). */
 void dg_jobs_resume(dg_jobs *j);

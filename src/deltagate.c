@@ -19,6 +19,12 @@ static const dg_cli_cmd commands[] = {
 	{ "apply", dg_cli_apply, "rebuild TARGET from SOURCE and a delta" },
 	{ "inspect", dg_cli_inspect, "show a delta's header and recipe" },
 	{ "manifest", dg_cli_manifest, "write an import manifest (version 5.0)" },
+	/* operator tools (issue 13) */
+	{ "deploy", dg_cli_deploy, "stage an image and roll it out in waves (cancel, resume)" },
+	{ "status", dg_cli_status, "the fleet at a glance: per job, per gateway, per device" },
+	{ "presign", dg_cli_presign, "print a pre-signed download link (S3 SigV4, nginx secure_link)" },
+	{ "sign", dg_cli_sign, "sign an update command (Ed25519 JWS) for deltagated --trusted-key" },
+	{ "keygen", dg_cli_keygen, "write an Ed25519 key pair for signed update commands" },
 	{ NULL, NULL, NULL }
 };
 

@@ -31,5 +31,13 @@ int dg_cli_apply(int argc, char **argv);
 int dg_cli_inspect(int argc, char **argv);
 /* manifest (issue 6): import manifest v5 writer, cli_manifest.c */
 int dg_cli_manifest(int argc, char **argv);
+/* operator tools (issue 13): cli_presign.c */
+int dg_cli_presign(int argc, char **argv);
+int dg_cli_keygen(int argc, char **argv);
+int dg_cli_sign(int argc, char **argv);
+/* cli_deploy.c */
+int dg_cli_deploy(int argc, char **argv);
+/* cli_status.c */
+int dg_cli_status(int argc, char **argv);
 
 #endif

@@ -99,6 +99,20 @@ static const struct {
 	/* drivers (issues 4, 5) */
 	{ DG_ERR_COAP_SETUP, "CoAP context, endpoint or DTLS set-up failed" },
 	{ DG_ERR_COAP_ADDRESS, "bad CoAP address" },
+	/* operator tools and signed commands (issue 13) */
+	{ DG_ERR_PRESIGN_URL, "URL cannot be pre-signed" },
+	{ DG_ERR_CREDENTIALS, "no storage credentials found" },
+	{ DG_ERR_KEY, "not a usable Ed25519 key" },
+	{ DG_ERR_JWS_FORMAT, "malformed JWS signature" },
+	{ DG_ERR_JWS_UNKNOWN_KEY, "signed by an untrusted key" },
+	{ DG_ERR_JWS_SIGNATURE, "signature does not verify" },
+	{ DG_ERR_CMD_UNSIGNED, "command is not signed" },
+	{ DG_ERR_CMD_ALTERED, "command differs from what was signed" },
+	{ DG_ERR_CMD_EXPIRED, "signed command has expired" },
+	{ DG_ERR_CMD_REPLAYED, "signed command replayed or older than the last one" },
+	{ DG_ERR_ROLLOUT_UNKNOWN, "no such rollout" },
+	{ DG_ERR_ROLLOUT_STOPPED, "rollout stopped by its failure threshold" },
+	{ DG_ERR_STORAGE, "staging to storage failed" },
 };
 
 const char *

@@ -117,6 +117,21 @@ typedef enum dg_err {
 	DG_ERR_COAP_SETUP = 300,   /* libcoap: context, endpoint or DTLS set-up failed */
 	DG_ERR_COAP_ADDRESS = 301, /* CoAP address does not parse or resolve */
 
+	/* 360-379: operator tools and signed commands (issue 13) */
+	DG_ERR_PRESIGN_URL = 360,     /* URL cannot be pre-signed (scheme, query) */
+	DG_ERR_CREDENTIALS = 361,     /* no storage credentials found */
+	DG_ERR_KEY = 362,             /* not an (Ed25519) key, or no private part */
+	DG_ERR_JWS_FORMAT = 363,      /* malformed JWS, or alg not EdDSA */
+	DG_ERR_JWS_UNKNOWN_KEY = 364, /* JWS signed by a key not trusted */
+	DG_ERR_JWS_SIGNATURE = 365,   /* JWS signature does not verify */
+	DG_ERR_CMD_UNSIGNED = 366,    /* command carries no signature */
+	DG_ERR_CMD_ALTERED = 367,     /* command differs from what was signed */
+	DG_ERR_CMD_EXPIRED = 368,     /* signed command past its expiry */
+	DG_ERR_CMD_REPLAYED = 369,    /* sequence not newer than the last accepted */
+	DG_ERR_ROLLOUT_UNKNOWN = 370, /* no such rollout in the state directory */
+	DG_ERR_ROLLOUT_STOPPED = 371, /* rollout stopped by its failure threshold */
+	DG_ERR_STORAGE = 372,         /* staging to storage failed */
+
 	DG_ERR_MAX_ /* not an error: one past the largest value in use */
 } dg_err;
 

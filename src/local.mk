@@ -36,6 +36,13 @@ src_libdgcore_la_SOURCES += \
 	src/dg_gzip.c src/dg_gzip.h \
 	src/dg_recomp.c src/dg_recomp.h \
 	src/dg_manifest.c src/dg_manifest.h
+# --- operator tools and signed commands (issue 13)
+src_libdgcore_la_SOURCES += \
+	src/dg_sigv4.c src/dg_sigv4.h \
+	src/dg_jws.c src/dg_jws.h \
+	src/dg_command.c src/dg_command.h \
+	src/dg_rollout.c src/dg_rollout.h \
+	src/dg_s3.c src/dg_s3.h
 
 # --- command-line tools: deltagate (one binary, subcommands in cli_*.c)
 bin_PROGRAMS += src/deltagate
@@ -47,6 +54,8 @@ src_deltagate_SOURCES += src/cli_cache.c
 # cli: diff, apply, inspect, manifest, diffgen (issue 6)
 src_deltagate_SOURCES += src/cli_delta.c
 src_deltagate_SOURCES += src/cli_manifest.c
+# cli: presign, keygen (issue 13)
+src_deltagate_SOURCES += src/cli_presign.c src/cli_deploy.c src/cli_status.c
 src_deltagate_CFLAGS = $(src_libdgcore_la_CFLAGS) $(COAP_CFLAGS)
 
 sbin_PROGRAMS += src/deltagate-shadowd

@@ -58,6 +58,12 @@ tests_unit_test_coap_parse_SOURCES = tests/unit/test_coap_parse.c proxy/dg_coap_
 tests_unit_test_coap_parse_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_coap_parse_LDADD = $(UNITLDADD)
 
+# --- operator tools (issue 13)
+UNIT_TESTS += tests/unit/test_sigv4
+tests_unit_test_sigv4_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_sigv4_LDADD = $(UNITLDADD)
+EXTRA_DIST += tests/sigv4_ref.py
+
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 tests_unit_test_err_CFLAGS = $(UNITCFLAGS)
@@ -138,6 +144,14 @@ INTEGRATION_TESTS += \
 # 64 uses bench/udp_relay (noinst_PROGRAMS: built by "make", thus by "make check")
 EXTRA_DIST += tests/lib-coap.sh
 EXTRA_DIST += tests/lib-delta.sh
+
+# --- operator tools (issue 13)
+INTEGRATION_TESTS += tests/integration/80-deploy-presign.sh \
+	tests/integration/81-deploy-signed-commands.sh \
+	tests/integration/82-deploy-rollout.sh \
+	tests/integration/83-deploy-status.sh \
+	tests/integration/84-deploy-s3.sh
+EXTRA_DIST += tests/lib-s3.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)
