@@ -54,11 +54,15 @@ t_gw_cache_import() {
 	"$DELTAGATE" cache --root "$GW_CACHE" import --provider default "$1" >/dev/null
 }
 
+# started when this process has connected: one 'mqtt: connected' line
+# more than before (the log of an earlier run of the test has its own)
+t_gw_connected() { [ "$(grep -c 'mqtt: connected' "$T_DIR/gw.log" 2>/dev/null)" -gt "$1" ]; }
 t_gw_start() {
+	_gw_n=$(grep -c 'mqtt: connected' "$T_DIR/gw.log" 2>/dev/null)
 	DG_TEST_DIR="$T_DIR" "$DELTAGATED" -c "$T_DIR/gw.conf" "$@" >>"$T_DIR/gw.log" 2>&1 &
 	GW_PID=$!
 	T_PIDS="$T_PIDS $GW_PID"
-	t_wait_for 30 grep -q 'mqtt: connected' "$T_DIR/gw.log"
+	t_wait_for 30 t_gw_connected "${_gw_n:-0}"
 }
 
 # t_gw_conf DEVICE_LINES...: a configuration for the running peers

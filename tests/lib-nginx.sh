@@ -16,6 +16,7 @@
 #                              request line matches REGEX (grep -E)
 #   t_nginx_bytes REGEX        sum of body bytes sent for those requests
 #   t_nginx_ranges REGEX       the Range headers of those requests, one a line
+#   t_nginx_log_since REGEX    those requests' access log lines
 #
 # Locations:
 #   /            static files, Range supported
@@ -152,6 +153,9 @@ t_nginx_mark() {
 _t_nginx_since() {
 	tail -n +"$((NGINX_MARK + 1))" "$NGINX_ACCESS" 2>/dev/null | grep -E "^\"[A-Z]+ $1"
 }
+
+# the access log lines since the mark whose request line matches REGEX
+t_nginx_log_since() { _t_nginx_since "$1"; }
 
 t_nginx_requests() {
 	_t_nginx_since "$1" | wc -l

@@ -126,6 +126,11 @@ $( [ -n "${MQTT_PERSIST:-}" ] && printf 'persistence true\npersistence_location 
 max_queued_messages 0
 max_inflight_messages 0
 log_dest file $T_DIR/mosquitto.log
+log_type error
+log_type warning
+log_type notice
+log_type information
+log_type subscribe
 CONF
 	mosquitto -c "$T_DIR/mosquitto.conf" >>"$T_DIR/mosquitto.out" 2>&1 &
 	MQTT_PID=$!
@@ -159,12 +164,30 @@ t_start_shadowd() {
 	t_wait_for 60 sh -c "\"$DELTAGATE\" shadow --broker $MQTT_URL --timeout 1 get __probe__ 2>&1 | grep -q 404"
 }
 
-# mosquitto_sub collecting N messages of TOPIC into FILE, in the background.
+# t_wait_subscribed SECONDS CLIENT_ID FILTER: the broker has CLIENT_ID's
+# subscription to FILTER in place. mosquitto (log_type subscribe, above)
+# logs "<client> <qos> <filter>" after it has added the subscription and
+# before its SUBACK: a line that stays, unlike a guess at how long a
+# subscription takes.
+t_subscribed() {
+	awk -v c="$1" -v f="$2" '$2 == c && $4 == f { ok = 1 } END { exit !ok }' "$T_DIR/mosquitto.log"
+}
+t_wait_subscribed() { t_wait_for "$1" t_subscribed "$2" "$3"; }
+
+# A client id for a mosquitto_sub of the test (unique on the broker, also
+# when taken in a subshell)
+T_SUB_N=0
+t_sub_id() { T_SUB_N=$((T_SUB_N + 1)); echo "t-sub-$$-$T_SUB_N-$(date +%N)"; }
+
+# mosquitto_sub collecting N messages of TOPIC into FILE, in the
+# background; returns once the broker has the subscription in place
+# (status 1 if it never had it in 10 s). Prints the PID.
 t_sub() {
-	_topic=$1 _file=$2 _count=$3
-	mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -v -t "$_topic" -C "$_count" -W 30 > "$_file" 2>&1 &
+	_topic=$1 _file=$2 _count=$3 _id=$(t_sub_id)
+	mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -i "$_id" -q 1 -v -t "$_topic" -C "$_count" -W 30 > "$_file" 2>&1 &
 	T_PIDS="$T_PIDS $!"
 	echo $!
+	t_wait_subscribed 10 "$_id" "$_topic"
 }
 
 # JSON field check with jq-free means: use the deltagate CLI's parser

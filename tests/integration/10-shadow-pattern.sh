@@ -8,10 +8,10 @@ t_check "mosquitto starts" t_start_mosquitto
 t_check "deltagate-shadowd starts and answers" t_start_shadowd
 
 # step 1: the device subscribes to its delta topic
-t_sub 'state/dev1/update/delta' "$T_DIR/delta" 1 >/dev/null
-t_sub 'state/dev1/update/accepted' "$T_DIR/accepted" 3 >/dev/null
-t_sub 'state/dev1/update/documents' "$T_DIR/documents" 1 >/dev/null
-sleep 0.3  # mosquitto_sub has no readiness signal; subscriptions are quick
+# (t_sub returns once the broker has the subscription in place)
+t_check "step 1: the device subscribes to update/delta" t_sub 'state/dev1/update/delta' "$T_DIR/delta" 1
+t_check "... to update/accepted" t_sub 'state/dev1/update/accepted' "$T_DIR/accepted" 3
+t_check "... and to update/documents" t_sub 'state/dev1/update/documents' "$T_DIR/documents" 1
 
 # step 3: the application publishes a desired state with a new URL and job
 "$DELTAGATE" shadow --broker "$MQTT_URL" update dev1 \

@@ -30,8 +30,7 @@ expect_reject "malformed ack" 400 'jobID: SUCCESS'
 
 # raw payloads the CLI cannot match or produce: a token over 64 bytes (the
 # answer cannot echo it), invalid UTF-8, duplicate keys
-t_sub 'state/r1/update/rejected' "$T_DIR/rej" 3 >/dev/null
-sleep 0.3
+t_check "a client subscribes to r1's update/rejected" t_sub 'state/r1/update/rejected' "$T_DIR/rej" 3
 printf '{"state":{"desired":{"a":"\xc3\x28"}}}' | mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t state/r1/update -s
 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t state/r1/update -m '{"state":{"desired":{"a":1,"a":2}}}'
 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t state/r1/update \

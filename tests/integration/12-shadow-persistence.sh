@@ -8,19 +8,35 @@ t_check "mosquitto starts" t_start_mosquitto
 t_check "deltagate-shadowd starts" t_start_shadowd
 
 N=3000
-mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t state/p1/update/accepted > "$T_DIR/accepted" 2>/dev/null &
+SUB_ID=$(t_sub_id)
+mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -i "$SUB_ID" -q 1 -t state/p1/update/accepted > "$T_DIR/accepted" 2>/dev/null &
 SUB=$!; T_PIDS="$T_PIDS $SUB"
-sleep 0.3
-seq 1 $N | sed 's/.*/{"state":{"reported":{"n":&}}}/' | \
-	mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t state/p1/update -l &
-PUB=$!; T_PIDS="$T_PIDS $PUB"
+t_check "a client subscribes to update/accepted" t_wait_subscribed 10 "$SUB_ID" state/p1/update/accepted
+# stream(FROM, TO): updates n = FROM..TO, in order, from one publisher
+stream() {
+	seq "$1" "$2" | sed 's/.*/{"state":{"reported":{"n":&}}}/' | \
+		mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t state/p1/update -l &
+	PUB=$!; T_PIDS="$T_PIDS $PUB"
+}
 
-# kill -9 in the middle of the stream
+# kill -9 in the middle of the stream: the first half streams until 300
+# are accepted; then the service is made to stop right after its next
+# commit (fault point shadowd/after-commit: the batch is durable, none of
+# its answers published) and the second half is streamed, so that a
+# commit comes whatever the first half has reached (a fast service could
+# otherwise answer all of them before a kill by the clock)
+stream 1 $((N / 2))
 t_wait_for 30 sh -c "[ \$(wc -l < '$T_DIR/accepted') -ge 300 ]"
+t_check "stop deltagate-shadowd after its next commit" t_fault_on "$SHADOWD_PID" shadowd/after-commit pause onetime
+t_wait_gone 60 "$PUB"; wait "$PUB"
+stream $((N / 2 + 1)) $N
+t_check "deltagate-shadowd stopped after a commit" t_wait_stopped 60 "$SHADOWD_PID"
 kill -9 "$SHADOWD_PID"
 wait "$SHADOWD_PID" 2>/dev/null
-t_stop_pid "$PUB"
-sleep 0.5
+t_check "the rest of the stream reaches the broker while the service is down" t_wait_gone 60 "$PUB"
+wait "$PUB"
+# answers published before the stop may still be on their way to the
+# subscriber: stopping it keeps a prefix of them, checked as the whole is
 t_stop_pid "$SUB"
 
 acc=$(wc -l < "$T_DIR/accepted")

@@ -7,9 +7,11 @@ t_check "mosquitto starts" t_start_mosquitto
 T_PIDS="$T_PIDS $!"
 SH="$DELTAGATE shadow --broker $MQTT_URL --topic-root aws"
 t_check "service answers on \$aws topics" t_wait_for 10 sh -c "$SH --timeout 1 get probe 2>&1 | grep -q 404"
-mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -v -t '$aws/things/thing1/shadow/update/delta' -C 1 -W 20 > "$T_DIR/delta" &
+SUB_ID=$(t_sub_id)
+mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -i "$SUB_ID" -q 1 -v -t '$aws/things/thing1/shadow/update/delta' -C 1 -W 20 > "$T_DIR/delta" &
 SUB=$!; T_PIDS="$T_PIDS $SUB"
-sleep 0.3
+t_check "a client subscribes to \$aws/things/thing1/shadow/update/delta" \
+	t_wait_subscribed 10 "$SUB_ID" '$aws/things/thing1/shadow/update/delta'
 t_check "update accepted" $SH --quiet update thing1 '{"state":{"desired":{"color":"red"}}}'
 wait $SUB
 t_check "delta on \$aws/things/thing1/shadow/update/delta" grep -q '^\$aws/things/thing1/shadow/update/delta {.*"color":"red"' "$T_DIR/delta"
