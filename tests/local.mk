@@ -205,3 +205,8 @@ SANITIZER_TESTS = $(UNIT_TESTS) $(FUZZ_REPLAYS) $(SHADOW_TESTS) \
 if ENABLE_FUZZING
 noinst_PROGRAMS += $(FUZZ_ENGINES)
 endif
+
+# --- install and packaging (issue 14)
+INSTALL_TESTS = tests/integration/90-install-config.sh
+TESTS += $(INSTALL_TESTS)
+EXTRA_DIST += $(INSTALL_TESTS)
