@@ -512,6 +512,7 @@ main(int argc, char **argv)
 	dg_config_cli cli;
 	int i, test_config = 0, rc = 1;
 	dg_err err;
+	dg_watchdog *wd = NULL;
 
 	dg_log_open("deltagated", 0, DG_LOG_INFO);
 	if (!(gw.args = calloc((size_t)argc + 1, sizeof(char *))))
@@ -646,6 +647,8 @@ main(int argc, char **argv)
 		goto out;
 	dg_jobs_resume(gw.jobs);
 	dg_daemon_notify_ready();
+	if (!(wd = dg_daemon_watchdog_new(gw.base, &err)))
+		goto out;
 	dg_log_info("deltagated %s: gateway %s, broker %s, %zu devices, cache %s",
 	    PACKAGE_VERSION, gw.cfg.gateway_id, gw.cfg.broker, gw.cfg.devices.count, gw.cfg.cache_root);
 	event_base_dispatch(gw.base);
@@ -653,6 +656,7 @@ main(int argc, char **argv)
 	dg_daemon_remove_pidfile(gw.cfg.pid_file);
 	rc = 0;
 out:
+	dg_daemon_watchdog_free(wd);
 	dg_jobs_free(gw.jobs);
 	dg_driver_free(gw.exec);
 	dg_driver_free(gw.coap);

@@ -549,6 +549,7 @@ main(int argc, char **argv)
 	int nargs = 0;
 	dg_config_cli cli;
 	dg_err err;
+	dg_watchdog *wd = NULL;
 
 	dg_log_open("deltagate-shadowd", 0, DG_LOG_INFO);
 	if (dg_config_defaults(options, NOPTIONS, &sd.cfg) != DG_OK)
@@ -651,6 +652,8 @@ main(int argc, char **argv)
 	if (dg_daemon_write_pidfile(sd.cfg.pid_file) != DG_OK)
 		goto out;
 	dg_daemon_notify_ready();
+	if (!(wd = dg_daemon_watchdog_new(sd.base, &err)))
+		goto out;
 	dg_log_info("deltagate-shadowd %s: broker %s, topics %s, database %s",
 	    PACKAGE_VERSION, sd.cfg.broker, sd.cfg.topic_root, sd.cfg.db);
 	event_base_dispatch(sd.base);
@@ -658,6 +661,7 @@ main(int argc, char **argv)
 	dg_daemon_remove_pidfile(sd.cfg.pid_file);
 	rc = 0;
 out:
+	dg_daemon_watchdog_free(wd);
 	dg_mqtt_free(sd.mqtt, 1000);
 	for (i = 0; i < 4; i++)
 		if (sigs[i])
