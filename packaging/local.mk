@@ -60,3 +60,9 @@ packaging/systemd/deltagate.conf: $(srcdir)/packaging/systemd/deltagate.sysusers
 AM_DISTCHECK_CONFIGURE_FLAGS = --with-systemd \
 	--with-systemdsystemunitdir='$$(prefix)/lib/systemd/system' \
 	--with-sysusersdir='$$(prefix)/lib/sysusers.d'
+
+# --- OpenWrt: packages for the feed (built by OpenWrt's SDK, not here)
+EXTRA_DIST += packaging/openwrt/deltagate/Makefile \
+	packaging/openwrt/deltagate/files/deltagated.init \
+	packaging/openwrt/deltagate/files/deltagate.config \
+	packaging/openwrt/paho-mqtt-c/Makefile packaging/openwrt/libdivsufsort/Makefile

@@ -209,7 +209,8 @@ endif
 # --- install and packaging (issue 14)
 INSTALL_TESTS = tests/integration/90-install-config.sh \
 	tests/integration/91-install-layout.sh \
-	tests/integration/92-install-watchdog.sh
+	tests/integration/92-install-watchdog.sh \
+	tests/integration/93-install-openwrt.sh
 # where make install puts things, for 91 (make's own expansion of the dirs)
 AM_TESTS_ENVIRONMENT += DG_SBINDIR='$(sbindir)' DG_BINDIR='$(bindir)' \
 	DG_MANDIR='$(mandir)' DG_DOCDIR='$(docdir)' DG_SYSCONFDIR='$(sysconfdir)' \
@@ -217,4 +218,4 @@ AM_TESTS_ENVIRONMENT += DG_SBINDIR='$(sbindir)' DG_BINDIR='$(bindir)' \
 	DG_SYSUSERSDIR='$(sysusersdir)'; export DG_SBINDIR DG_BINDIR DG_MANDIR \
 	DG_DOCDIR DG_SYSCONFDIR DG_LOCALSTATEDIR DG_SYSTEMDUNITDIR DG_SYSUSERSDIR;
 TESTS += $(INSTALL_TESTS)
-EXTRA_DIST += $(INSTALL_TESTS) tests/notify-listen.py
+EXTRA_DIST += $(INSTALL_TESTS) tests/notify-listen.py tests/openwrt-functions.sh
