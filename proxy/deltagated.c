@@ -561,6 +561,9 @@ main(int argc, char **argv)
 		dg_log_err("cannot create the event loop");
 		goto out;
 	}
+	/* the state is created as the user the daemon will run as */
+	if (dg_daemon_assume_user(gw.cfg.user) != DG_OK)
+		goto out;
 	migrations[0].sql = dg_outbox_migration_sql;
 	migrations[1].sql = dg_mirror_migration_sql;
 	migrations[2].sql = dg_jobs_migration_sql;
@@ -577,6 +580,8 @@ main(int argc, char **argv)
 		dg_log_err("%s: cannot open the image cache: %s", gw.cfg.cache_root, dg_strerror(err));
 		goto out;
 	}
+	if (dg_daemon_resume_root() != DG_OK)
+		goto out;
 	/* pins of transfers and rebuilds of an earlier run are stale */
 	dg_cache_unpin_holder(gw.cache, "deliver", NULL);
 	dg_cache_unpin_holder(gw.cache, "rebuild", NULL);

@@ -49,6 +49,40 @@ dg_daemon_drop_privileges(const char *user)
 	return DG_OK;
 }
 
+static int assumed;
+
+dg_err
+dg_daemon_assume_user(const char *user)
+{
+	struct passwd *pw;
+
+	if (!user || !*user || geteuid() != 0)
+		return DG_OK;
+	if (!(pw = getpwnam(user))) {
+		dg_log_err("user '%s': no such user", user);
+		return DG_ERR_NOENT;
+	}
+	if (initgroups(user, pw->pw_gid) != 0 || setegid(pw->pw_gid) != 0 || seteuid(pw->pw_uid) != 0) {
+		dg_log_err("cannot act as user '%s': %s", user, strerror(errno));
+		return DG_ERR_PERM;
+	}
+	assumed = 1;
+	return DG_OK;
+}
+
+dg_err
+dg_daemon_resume_root(void)
+{
+	if (!assumed)
+		return DG_OK;
+	if (seteuid(0) != 0 || setegid(0) != 0) {
+		dg_log_err("cannot go back to root: %s", strerror(errno));
+		return DG_ERR_PERM;
+	}
+	assumed = 0;
+	return DG_OK;
+}
+
 dg_err
 dg_daemon_write_pidfile(const char *path)
 {

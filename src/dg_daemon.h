@@ -15,6 +15,14 @@ struct event_base;
  * failure. */
 dg_err dg_daemon_drop_privileges(const char *user);
 
+/* While root and given a user (NULL/"" or not root: no-op), act as that
+ * user - effective uid and gid, its groups - so that the state opened at
+ * start-up (database, cache) is created owned by it and checked against its
+ * rights; dg_daemon_resume_root goes back before dg_daemon_drop_privileges.
+ * DG_ERR_NOENT unknown user, DG_ERR_PERM failure (logged). */
+dg_err dg_daemon_assume_user(const char *user);
+dg_err dg_daemon_resume_root(void);
+
 /* Write our pid to path durably; NULL is a no-op. Errors as
  * dg_util_write_atomic. dg_daemon_remove_pidfile unlinks it. */
 dg_err dg_daemon_write_pidfile(const char *path);

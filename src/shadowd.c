@@ -617,8 +617,13 @@ main(int argc, char **argv)
 		dg_log_err("cannot create the event loop");
 		goto out;
 	}
+	/* the database is created as the user the daemon will run as */
+	if (dg_daemon_assume_user(sd.cfg.user) != DG_OK)
+		goto out;
 	if (!(sd.store = dg_store_open(sd.cfg.db, migrations,
 	    (int)(sizeof(migrations) / sizeof(migrations[0])), &err)))
+		goto out;
+	if (dg_daemon_resume_root() != DG_OK)
 		goto out;
 	for (i = 0; signums[i]; i++) {
 		sigs[i] = evsignal_new(sd.base, signums[i], on_signal, &sd);

@@ -210,7 +210,8 @@ endif
 INSTALL_TESTS = tests/integration/90-install-config.sh \
 	tests/integration/91-install-layout.sh \
 	tests/integration/92-install-watchdog.sh \
-	tests/integration/93-install-openwrt.sh
+	tests/integration/93-install-openwrt.sh \
+	tests/integration/94-install-privileges.sh
 # where make install puts things, for 91 (make's own expansion of the dirs)
 AM_TESTS_ENVIRONMENT += DG_SBINDIR='$(sbindir)' DG_BINDIR='$(bindir)' \
 	DG_MANDIR='$(mandir)' DG_DOCDIR='$(docdir)' DG_SYSCONFDIR='$(sysconfdir)' \
