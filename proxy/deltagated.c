@@ -83,6 +83,7 @@ static int check_device(const char *v, char *why, size_t whylen);
 
 #define O(f) offsetof(struct cfg, f)
 static const dg_option options[] = {
+	DG_OPTION_GROUP("upstream"),
 	{ "gateway-id", DG_OPT_STR, O(gateway_id), 0, 0, "gateway", 0, check_id, "this gateway's id (its own shadow)" },
 	{ "broker", DG_OPT_STR, O(broker), 0, 0, "mqtt://127.0.0.1:1883", 0, NULL, "MQTT broker URI" },
 	{ "client-id", DG_OPT_STR, O(client_id), 0, 0, NULL, 0, NULL, "MQTT client id (default: deltagated-<gateway-id>)" },
@@ -94,16 +95,14 @@ static const dg_option options[] = {
 	{ "mqtt-key-file", DG_OPT_STR, O(mqtt_key_file), 0, 0, NULL, 0, NULL, "client key" },
 	{ "mqtt-username", DG_OPT_STR, O(mqtt_username), 0, 0, NULL, 0, NULL, "MQTT user name" },
 	{ "mqtt-password", DG_OPT_STR, O(mqtt_password), 0, 0, NULL, 0, NULL, "MQTT password" },
+	DG_OPTION_GROUP("storage and cache"),
 	{ "db", DG_OPT_STR, O(db), 0, 0, NULL, 0, NULL, "SQLite state file (required)" },
 	{ "cache-root", DG_OPT_STR, O(cache_root), 0, 0, NULL, 0, NULL, "image cache directory (required)" },
 	{ "cache-quota", DG_OPT_SIZE, O(cache_quota), 0, 0, "0", 1, NULL, "image cache quota in bytes (0: none)" },
 	{ "provider", DG_OPT_STR, O(provider), 0, 0, "default", 0, NULL, "cache provider of the images" },
 	{ "http-ca-file", DG_OPT_STR, O(http_ca_file), 0, 0, NULL, 0, NULL, "CA bundle for HTTPS downloads (default: system)" },
 	{ "http-proxy", DG_OPT_STR, O(http_proxy), 0, 0, NULL, 0, NULL, "proxy for downloads (default: environment)" },
-	{ "max-downloads", DG_OPT_INT, O(max_downloads), 1, 64, "4", 1, NULL, "concurrent downloads" },
-	{ "download-retries", DG_OPT_INT, O(download_retries), 0, 100, "5", 1, NULL, "retries of a failed download" },
-	{ "stall-timeout", DG_OPT_INT, O(stall_timeout), 1, 3600, "30", 1, NULL, "seconds without progress before a download is retried" },
-	{ "stage-timeout", DG_OPT_INT, O(stage_timeout), 1, 86400 * 7, "3600", 1, NULL, "bound of a fetch or rebuild stage, seconds" },
+	DG_OPTION_GROUP("drivers and devices"),
 	{ "exec-command", DG_OPT_STR, O(exec_command), 0, 0, NULL, 1, NULL, "command of the exec driver" },
 	{ "exec-timeout", DG_OPT_INT, O(exec_timeout), 1, 86400, "600", 1, NULL, "bound of one exec delivery, seconds" },
 	{ "coap-listen", DG_OPT_STR, O(coap_listen), 0, 0, NULL, 0, NULL, "CoAP (UDP) ADDR:PORT of the coap driver" },
@@ -113,15 +112,19 @@ static const dg_option options[] = {
 	{ "coap-allow-unknown", DG_OPT_BOOL, O(coap_allow_unknown), 0, 0, "no", 0, NULL, "accept /rd registrations of unconfigured ids (plain UDP only)" },
 	{ "coap-install-path", DG_OPT_STR, O(coap_install_path), 0, 0, "5/0/2", 0, NULL, "push: path POSTed after the image ('' for none)" },
 	{ "coap-max-transmit-span", DG_OPT_INT, O(coap_max_transmit_span), 1, 600, "45", 0, NULL, "push: seconds a request (or DTLS handshake) is retried before the job fails" },
+	{ "device", DG_OPT_LIST, O(devices), 0, 0, NULL, 1, check_device, "ID [driver=exec|coap] [address=A] [link=L] [sha256=HEX] [version=V] [psk=hex:H|text:T] [dtls=required|optional] [mode=pull|push]" },
+	DG_OPTION_GROUP("limits"),
+	{ "max-downloads", DG_OPT_INT, O(max_downloads), 1, 64, "4", 1, NULL, "concurrent downloads" },
+	{ "download-retries", DG_OPT_INT, O(download_retries), 0, 100, "5", 1, NULL, "retries of a failed download" },
+	{ "stall-timeout", DG_OPT_INT, O(stall_timeout), 1, 3600, "30", 1, NULL, "seconds without progress before a download is retried" },
+	{ "stage-timeout", DG_OPT_INT, O(stage_timeout), 1, 86400 * 7, "3600", 1, NULL, "bound of a fetch or rebuild stage, seconds" },
 	{ "max-deliveries", DG_OPT_INT, O(max_deliveries), 1, 10000, "4", 1, NULL, "concurrent downstream transfers" },
 	{ "max-deliveries-per-driver", DG_OPT_INT, O(max_per_driver), 0, 10000, "0", 1, NULL, "concurrent transfers through one driver (0: no limit)" },
 	{ "max-deliveries-per-link", DG_OPT_INT, O(max_per_link), 1, 10000, "1", 1, NULL, "concurrent transfers among devices sharing a link= name" },
 	{ "report-rate", DG_OPT_INT, O(report_rate), 1, 100000, "50", 1, NULL, "reports published per second at most" },
 	{ "progress-interval", DG_OPT_INT, O(progress_interval), 10, 3600000, "1000", 1, NULL, "ms between progress reports of a device" },
 	{ "max-image-size", DG_OPT_SIZE, O(max_image_size), 1, 0, "256M", 1, NULL, "largest image accepted" },
-	{ "device", DG_OPT_LIST, O(devices), 0, 0, NULL, 1, check_device, "ID [driver=exec] [address=A] [sha256=HEX] [version=V] (repeatable)" },
-	{ "log-level", DG_OPT_STR, O(log_level), 0, 0, "info", 1, dg_config_check_log_level, "err, warn, info or debug" },
-	{ "device", DG_OPT_LIST, O(devices), 0, 0, NULL, 1, check_device, "ID [driver=exec|coap] [address=A] [link=L] [sha256=HEX] [version=V] [psk=hex:H|text:T] [dtls=required|optional] [mode=pull|push] (repeatable)" },
+	DG_OPTION_GROUP("logging and process"),
 	{ "log-level", DG_OPT_STR, O(log_level), 0, 0, "info", 1, dg_config_check_log_level, "err, warn, info or debug" },
 	/* signed commands (issue 13) */
 	{ "trusted-key", DG_OPT_LIST, O(trusted_keys), 0, 0, NULL, 0, NULL, "Ed25519 public key (PEM) whose signed commands are accepted; with none, commands are not checked (repeatable)" },
@@ -130,6 +133,43 @@ static const dg_option options[] = {
 	{ "user", DG_OPT_STR, O(user), 0, 0, NULL, 0, NULL, "drop privileges to this user after start-up" },
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+/* What examples/deltagated.conf shows for options without a default; the
+ * active ones are set there (the required ones). */
+static const dg_config_example examples[] = {
+	{ "client-id", "deltagated-gateway", 0 },
+	{ "mqtt-ca-file", "/etc/deltagate/mqtt-ca.pem", 0 },
+	{ "mqtt-cert-file", "/etc/deltagate/gateway.crt", 0 },
+	{ "mqtt-key-file", "/etc/deltagate/gateway.key", 0 },
+	{ "mqtt-username", "gateway", 0 },
+	{ "mqtt-password", "change-me", 0 },
+	{ "db", "/var/lib/deltagate/deltagated.db", 1 },
+	{ "cache-root", "/var/lib/deltagate/cache", 1 },
+	{ "http-ca-file", "/etc/ssl/certs/ca-certificates.crt", 0 },
+	{ "http-proxy", "http://proxy.example:3128", 0 },
+	{ "exec-command", "/etc/deltagate/flash-device", 0 },
+	{ "coap-listen", "0.0.0.0:5683", 0 },
+	{ "coaps-listen", "0.0.0.0:5684", 0 },
+	{ "coap-secret", "change-me-to-a-long-random-string", 0 },
+	{ "device", "sensor-1 driver=exec address=/dev/ttyUSB0 version=1.0.0", 0 },
+	{ "trusted-key", "/etc/deltagate/operator.pub.pem", 0 },
+	{ "pid-file", "/run/deltagated.pid", 0 },
+	{ "user", "deltagate", 0 },
+};
+#define NEXAMPLES (sizeof(examples) / sizeof(examples[0]))
+
+static const char example_header[] =
+    "# deltagated.conf - configuration of deltagated(8), the deltagate gateway.\n"
+    "#\n"
+    "# One option per line, \"name value\"; lines starting with '#' are comments;\n"
+    "# a value with blanks goes in \"double quotes\". Every option can also be\n"
+    "# given on the command line as --name value, which wins over this file.\n"
+    "# \"#name value\" lines show the default: remove the '#' to change it.\n"
+    "# SIGHUP re-reads the file: options marked [SIGHUP reloads] change without\n"
+    "# a restart. Check a file with: deltagated -c FILE --test-config\n"
+    "#\n"
+    "# Generated from the daemon's option table (deltagated --dump-config-example);\n"
+    "# a test fails when this file and the table differ.\n";
 
 /* A parsed "device" line. */
 struct devspec {
@@ -475,7 +515,9 @@ usage(FILE *out)
 	    "The deltagate gateway daemon (see docs/gateway.md).\n\noptions:\n");
 	dg_config_usage(options, NOPTIONS);
 	fprintf(out, "  -c FILE                  read options from FILE (command line wins)\n"
-	    "  --test-config            check the configuration, print it, exit\n");
+	    "  --test-config            check the configuration, print it, exit\n"
+	    "  --dump-config-example    print an example file with every option, exit\n"
+	    "  --dump-man-options       print the option list as man(7) source, exit\n");
 }
 
 int
@@ -494,6 +536,7 @@ main(int argc, char **argv)
 	dg_jws_key **trusted = NULL;
 	size_t ntrusted = 0;
 	dg_err err;
+	dg_watchdog *wd = NULL;
 
 	dg_log_open("deltagated", 0, DG_LOG_INFO);
 	if (!(gw.args = calloc((size_t)argc + 1, sizeof(char *))))
@@ -508,6 +551,16 @@ main(int argc, char **argv)
 	}
 	if (cli.version) {
 		printf("deltagated %s\n", PACKAGE_VERSION);
+		rc = 0;
+		goto out;
+	}
+	if (cli.dump_example || cli.dump_man) {
+		if (dg_config_check_table(options, NOPTIONS) != DG_OK)
+			goto out;
+		if (cli.dump_man)
+			dg_config_print_man(options, NOPTIONS);
+		else if (dg_config_print_example(options, NOPTIONS, examples, NEXAMPLES, example_header) != DG_OK)
+			goto out;
 		rc = 0;
 		goto out;
 	}
@@ -534,6 +587,9 @@ main(int argc, char **argv)
 		dg_log_err("cannot create the event loop");
 		goto out;
 	}
+	/* the state is created as the user the daemon will run as */
+	if (dg_daemon_assume_user(gw.cfg.user) != DG_OK)
+		goto out;
 	migrations[0].sql = dg_outbox_migration_sql;
 	migrations[1].sql = dg_mirror_migration_sql;
 	migrations[2].sql = dg_jobs_migration_sql;
@@ -551,6 +607,8 @@ main(int argc, char **argv)
 		dg_log_err("%s: cannot open the image cache: %s", gw.cfg.cache_root, dg_strerror(err));
 		goto out;
 	}
+	if (dg_daemon_resume_root() != DG_OK)
+		goto out;
 	/* pins of transfers and rebuilds of an earlier run are stale */
 	dg_cache_unpin_holder(gw.cache, "deliver", NULL);
 	dg_cache_unpin_holder(gw.cache, "rebuild", NULL);
@@ -639,6 +697,8 @@ main(int argc, char **argv)
 		goto out;
 	dg_jobs_resume(gw.jobs);
 	dg_daemon_notify_ready();
+	if (!(wd = dg_daemon_watchdog_new(gw.base, &err)))
+		goto out;
 	dg_log_info("deltagated %s: gateway %s, broker %s, %zu devices, cache %s",
 	    PACKAGE_VERSION, gw.cfg.gateway_id, gw.cfg.broker, gw.cfg.devices.count, gw.cfg.cache_root);
 	event_base_dispatch(gw.base);
@@ -646,6 +706,7 @@ main(int argc, char **argv)
 	dg_daemon_remove_pidfile(gw.cfg.pid_file);
 	rc = gw.lost ? 75 : 0;
 out:
+	dg_daemon_watchdog_free(wd);
 	dg_jobs_free(gw.jobs);
 	for (i = 0; i < (int)ntrusted; i++)
 		dg_jws_key_free(trusted[i]);

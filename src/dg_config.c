@@ -20,7 +20,7 @@ find(const dg_option *tab, size_t n, const char *name)
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		if (strcmp(tab[i].name, name) == 0)
+		if (tab[i].type != DG_OPT_GROUP && strcmp(tab[i].name, name) == 0)
 			return &tab[i];
 	return NULL;
 }
@@ -113,6 +113,8 @@ set_value(const dg_option *o, void *cfg, const char *value, char *why, size_t wh
 		items[++l->count] = NULL;
 		return DG_OK;
 	}
+	case DG_OPT_GROUP:
+		break;
 	}
 	return DG_ERR_INTERNAL;
 }
@@ -160,6 +162,10 @@ dg_config_split_args(int argc, char **argv, dg_config_cli *cli, char **out, int 
 			cli->help = 1;
 		else if (strcmp(argv[i], "--version") == 0)
 			cli->version = 1;
+		else if (strcmp(argv[i], "--dump-config-example") == 0)
+			cli->dump_example = 1;
+		else if (strcmp(argv[i], "--dump-man-options") == 0)
+			cli->dump_man = 1;
 		else
 			out[n++] = argv[i];
 	}
@@ -168,11 +174,36 @@ dg_config_split_args(int argc, char **argv, dg_config_cli *cli, char **out, int 
 }
 
 dg_err
+dg_config_check_table(const dg_option *tab, size_t n)
+{
+	size_t i, k, groups = 0;
+
+	for (i = 0; i < n; i++)
+		groups += tab[i].type == DG_OPT_GROUP;
+	if (groups && n && tab[0].type != DG_OPT_GROUP) {
+		dg_log_err("option table: '%s' comes before the first group heading", tab[0].name);
+		return DG_ERR_INTERNAL;
+	}
+	for (i = 0; i < n; i++) {
+		if (tab[i].type == DG_OPT_GROUP)
+			continue;
+		for (k = i + 1; k < n; k++)
+			if (tab[k].type != DG_OPT_GROUP && strcmp(tab[i].name, tab[k].name) == 0) {
+				dg_log_err("option table: '%s' is defined twice (rows %zu and %zu)", tab[i].name, i, k);
+				return DG_ERR_INTERNAL;
+			}
+	}
+	return DG_OK;
+}
+
+dg_err
 dg_config_defaults(const dg_option *tab, size_t n, void *cfg)
 {
 	size_t i;
 	dg_err err;
 
+	if ((err = dg_config_check_table(tab, n)) != DG_OK)
+		return err;
 	for (i = 0; i < n; i++) {
 		if (!tab[i].defval)
 			continue;
@@ -355,10 +386,135 @@ dg_config_usage(const dg_option *tab, size_t n)
 {
 	size_t i;
 
-	for (i = 0; i < n; i++)
-		printf("  --%-22s %s%s%s%s\n", tab[i].name, tab[i].help ? tab[i].help : "",
+	for (i = 0; i < n; i++) {
+		if (tab[i].type == DG_OPT_GROUP) {
+			printf("%s%s:\n", i ? "\n" : "", tab[i].name);
+			continue;
+		}
+		printf("  --%-26s %s%s%s%s\n", tab[i].name, tab[i].help ? tab[i].help : "",
 		    tab[i].defval ? " (default: " : "", tab[i].defval ? tab[i].defval : "",
 		    tab[i].defval ? ")" : "");
+	}
+}
+
+static const dg_config_example *
+find_example(const dg_config_example *ex, size_t nex, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < nex; i++)
+		if (strcmp(ex[i].name, name) == 0)
+			return &ex[i];
+	return NULL;
+}
+
+/* A value as the file syntax reads it back: quoted when it has blanks, a
+ * '#' or nothing at all. */
+static void
+print_value(const char *v)
+{
+	if (*v == '\0' || strpbrk(v, " \t#\""))
+		printf("\"%s\"", v);
+	else
+		printf("%s", v);
+}
+
+dg_err
+dg_config_print_example(const dg_option *tab, size_t n,
+    const dg_config_example *ex, size_t nex, const char *header)
+{
+	const dg_config_example *e;
+	size_t i;
+	dg_err err = DG_OK;
+
+	for (i = 0; i < nex; i++)
+		if (!find(tab, n, ex[i].name)) {
+			dg_log_err("example value for '%s', which is not an option", ex[i].name);
+			err = DG_ERR_INTERNAL;
+		}
+	printf("%s", header);
+	for (i = 0; i < n; i++) {
+		const dg_option *o = &tab[i];
+
+		if (o->type == DG_OPT_GROUP) {
+			printf("\n# ---- %s\n", o->name);
+			continue;
+		}
+		e = find_example(ex, nex, o->name);
+		printf("\n# %s%s%s\n", o->help ? o->help : o->name,
+		    o->type == DG_OPT_LIST ? " (one line each)" : "",
+		    o->reloadable ? " [SIGHUP reloads]" : "");
+		if (e && e->active) {
+			printf("%s ", o->name);
+			print_value(e->value);
+			printf("\n");
+		} else if (o->defval) {
+			printf("#%s ", o->name);
+			print_value(o->defval);
+			printf("\n");
+		} else if (e) {
+			printf("# (no default; for example:)\n#%s ", o->name);
+			print_value(e->value);
+			printf("\n");
+		} else {
+			dg_log_err("option '%s' has neither a default nor an example value", o->name);
+			err = DG_ERR_INTERNAL;
+		}
+	}
+	return err;
+}
+
+/* man(7) text: backslashes and hyphens escaped, no line starting with '.'
+ * or '\''. */
+static void
+print_roff(const char *s)
+{
+	if (*s == '.' || *s == '\'')
+		printf("\\&");
+	for (; *s; s++) {
+		if (*s == '\\')
+			printf("\\e");
+		else if (*s == '-')
+			printf("\\-");
+		else
+			putchar(*s);
+	}
+}
+
+void
+dg_config_print_man(const dg_option *tab, size_t n)
+{
+	static const char *metavar[] = {
+		[DG_OPT_STR] = "VALUE", [DG_OPT_INT] = "N", [DG_OPT_SIZE] = "SIZE",
+		[DG_OPT_BOOL] = "yes|no", [DG_OPT_LIST] = "VALUE", [DG_OPT_GROUP] = "",
+	};
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const dg_option *o = &tab[i];
+
+		if (o->type == DG_OPT_GROUP) {
+			printf(".SS ");
+			print_roff(o->name);
+			printf("\n");
+			continue;
+		}
+		printf(".TP\n.BI \\-\\-");
+		print_roff(o->name);
+		printf(" \" %s\"\n", metavar[o->type]);
+		print_roff(o->help ? o->help : "");
+		printf(".");
+		if (o->defval) {
+			printf(" Default: ");
+			print_roff(*o->defval ? o->defval : "\"\"");
+			printf(".");
+		}
+		if (o->type == DG_OPT_LIST)
+			printf(" Repeatable.");
+		if (o->reloadable)
+			printf(" SIGHUP reloads it.");
+		printf("\n");
+	}
 }
 
 /* Options that hold secrets are never printed. */
@@ -399,6 +555,8 @@ dg_config_dump(const dg_option *tab, size_t n, const void *cfg)
 				printf("%s \"%s\"\n", tab[i].name, l->items[k]);
 			break;
 		}
+		case DG_OPT_GROUP:
+			break;
 		}
 	}
 }

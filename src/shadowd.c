@@ -48,27 +48,60 @@ struct cfg {
 };
 
 static const dg_option options[] = {
+	DG_OPTION_GROUP("upstream"),
 	{ "broker", DG_OPT_STR, offsetof(struct cfg, broker), 0, 0, "mqtt://127.0.0.1:1883", 0, NULL, "MQTT broker URI (mqtt:// or mqtts://)" },
-	{ "db", DG_OPT_STR, offsetof(struct cfg, db), 0, 0, NULL, 0, NULL, "SQLite database file (required)" },
 	{ "topic-root", DG_OPT_STR, offsetof(struct cfg, topic_root), 0, 0, DG_TOPIC_DEFAULT_ROOT, 0, NULL, "topic root template with {id}; 'aws' for $aws/things/{id}/shadow" },
 	{ "client-id", DG_OPT_STR, offsetof(struct cfg, client_id), 0, 0, "deltagate-shadowd", 0, NULL, "MQTT client id" },
 	{ "mqtt-version", DG_OPT_INT, offsetof(struct cfg, mqtt_version), 4, 5, "4", 0, NULL, "MQTT protocol: 4 (3.1.1) or 5" },
-	{ "max-inflight", DG_OPT_INT, offsetof(struct cfg, max_inflight), 1, 65535, "1024", 0, NULL, "outgoing QoS 1 messages in flight" },
 	{ "ca-file", DG_OPT_STR, offsetof(struct cfg, ca_file), 0, 0, NULL, 0, NULL, "CA bundle to verify an mqtts:// broker" },
 	{ "cert-file", DG_OPT_STR, offsetof(struct cfg, cert_file), 0, 0, NULL, 0, NULL, "client certificate (mqtts://)" },
 	{ "key-file", DG_OPT_STR, offsetof(struct cfg, key_file), 0, 0, NULL, 0, NULL, "client key (mqtts://)" },
 	{ "username", DG_OPT_STR, offsetof(struct cfg, username), 0, 0, NULL, 0, NULL, "MQTT user name" },
 	{ "password", DG_OPT_STR, offsetof(struct cfg, password), 0, 0, NULL, 0, NULL, "MQTT password" },
+	{ "clean-session", DG_OPT_BOOL, offsetof(struct cfg, clean_session), 0, 0, "no", 0, NULL,
+	  "start a clean MQTT session (no: the broker keeps requests while we are away)" },
+	DG_OPTION_GROUP("storage"),
+	{ "db", DG_OPT_STR, offsetof(struct cfg, db), 0, 0, NULL, 0, NULL, "SQLite database file (required)" },
+	DG_OPTION_GROUP("limits"),
+	{ "max-inflight", DG_OPT_INT, offsetof(struct cfg, max_inflight), 1, 65535, "1024", 0, NULL, "outgoing QoS 1 messages in flight" },
 	{ "max-doc-bytes", DG_OPT_SIZE, offsetof(struct cfg, max_doc_bytes), 256, 1 << 24, "8K", 0, NULL, "largest desired+reported document (413 beyond)" },
 	{ "max-request-bytes", DG_OPT_SIZE, offsetof(struct cfg, max_request_bytes), 256, 1 << 24, "64K", 0, NULL, "largest request payload (400 beyond)" },
+	DG_OPTION_GROUP("logging and process"),
 	{ "log-level", DG_OPT_STR, offsetof(struct cfg, log_level), 0, 0, "info", 1, dg_config_check_log_level, "err, warn, info or debug" },
 	{ "syslog", DG_OPT_BOOL, offsetof(struct cfg, syslog), 0, 0, "no", 0, NULL, "log to syslog instead of stderr" },
 	{ "pid-file", DG_OPT_STR, offsetof(struct cfg, pid_file), 0, 0, NULL, 0, NULL, "write the process id here" },
 	{ "user", DG_OPT_STR, offsetof(struct cfg, user), 0, 0, NULL, 0, NULL, "drop privileges to this user after start-up" },
-	{ "clean-session", DG_OPT_BOOL, offsetof(struct cfg, clean_session), 0, 0, "no", 0, NULL,
-	  "start a clean MQTT session (no: the broker keeps requests while we are away)" },
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+/* What examples/deltagate-shadowd.conf shows for options without a default;
+ * the active ones are set there (the required ones). */
+static const dg_config_example examples[] = {
+	{ "ca-file", "/etc/deltagate/mqtt-ca.pem", 0 },
+	{ "cert-file", "/etc/deltagate/shadowd.crt", 0 },
+	{ "key-file", "/etc/deltagate/shadowd.key", 0 },
+	{ "username", "shadowd", 0 },
+	{ "password", "change-me", 0 },
+	{ "db", "/var/lib/deltagate/shadowd.db", 1 },
+	{ "pid-file", "/run/deltagate-shadowd.pid", 0 },
+	{ "user", "deltagate", 0 },
+};
+#define NEXAMPLES (sizeof(examples) / sizeof(examples[0]))
+
+static const char example_header[] =
+    "# deltagate-shadowd.conf - configuration of deltagate-shadowd(8), the\n"
+    "# reference upstream device shadow service.\n"
+    "#\n"
+    "# One option per line, \"name value\"; lines starting with '#' are comments;\n"
+    "# a value with blanks goes in \"double quotes\". Every option can also be\n"
+    "# given on the command line as --name value, which wins over this file.\n"
+    "# \"#name value\" lines show the default: remove the '#' to change it.\n"
+    "# SIGHUP re-reads the file: options marked [SIGHUP reloads] change without\n"
+    "# a restart. Check a file with: deltagate-shadowd -c FILE --test-config\n"
+    "#\n"
+    "# Generated from the daemon's option table\n"
+    "# (deltagate-shadowd --dump-config-example); a test fails when this file\n"
+    "# and the table differ.\n";
 
 static const dg_store_migration migrations[] = {
 	{ "CREATE TABLE shadow ("
@@ -593,6 +626,8 @@ usage(FILE *out)
 	dg_config_usage(options, NOPTIONS);
 	fprintf(out, "  -c FILE                  read options from FILE (command line wins)\n"
 	    "  --test-config            check the configuration, print it, exit\n"
+	    "  --dump-config-example    print an example file with every option, exit\n"
+	    "  --dump-man-options       print the option list as man(7) source, exit\n"
 	    "  --help, --version\n");
 }
 
@@ -609,6 +644,7 @@ main(int argc, char **argv)
 	int nargs = 0;
 	dg_config_cli cli;
 	dg_err err;
+	dg_watchdog *wd = NULL;
 
 	dg_log_open("deltagate-shadowd", 0, DG_LOG_INFO);
 	if (dg_config_defaults(options, NOPTIONS, &sd.cfg) != DG_OK)
@@ -627,6 +663,16 @@ main(int argc, char **argv)
 	if (cli.version) {
 		printf("deltagate-shadowd %s\n", PACKAGE_VERSION);
 		rc = 0;
+		goto out;
+	}
+	if (cli.dump_man) {
+		dg_config_print_man(options, NOPTIONS);
+		rc = 0;
+		goto out;
+	}
+	if (cli.dump_example) {
+		if (dg_config_print_example(options, NOPTIONS, examples, NEXAMPLES, example_header) == DG_OK)
+			rc = 0;
 		goto out;
 	}
 	if (sd.cfg_path && dg_config_load_file(options, NOPTIONS, &sd.cfg, sd.cfg_path) != DG_OK) {
@@ -668,10 +714,15 @@ main(int argc, char **argv)
 		dg_log_err("cannot create the event loop");
 		goto out;
 	}
+	/* the database is created as the user the daemon will run as */
+	if (dg_daemon_assume_user(sd.cfg.user) != DG_OK)
+		goto out;
 	if (!(sd.store = dg_store_open(sd.cfg.db, migrations,
 	    (int)(sizeof(migrations) / sizeof(migrations[0])), &err)))
 		goto out;
 	sd.recover = after_crash(&sd);
+	if (dg_daemon_resume_root() != DG_OK)
+		goto out;
 	for (i = 0; signums[i]; i++) {
 		sigs[i] = evsignal_new(sd.base, signums[i], on_signal, &sd);
 		if (!sigs[i] || event_add(sigs[i], NULL) != 0)
@@ -704,6 +755,8 @@ main(int argc, char **argv)
 	if (dg_daemon_write_pidfile(sd.cfg.pid_file) != DG_OK)
 		goto out;
 	dg_daemon_notify_ready();
+	if (!(wd = dg_daemon_watchdog_new(sd.base, &err)))
+		goto out;
 	dg_log_info("deltagate-shadowd %s: broker %s, topics %s, database %s",
 	    PACKAGE_VERSION, sd.cfg.broker, sd.cfg.topic_root, sd.cfg.db);
 	event_base_dispatch(sd.base);
@@ -712,6 +765,7 @@ main(int argc, char **argv)
 	dg_daemon_remove_pidfile(sd.cfg.pid_file);
 	rc = 0;
 out:
+	dg_daemon_watchdog_free(wd);
 	dg_mqtt_free(sd.mqtt, 1000);
 	for (i = 0; i < 4; i++)
 		if (sigs[i])

@@ -238,3 +238,18 @@ SANITIZER_TESTS = $(UNIT_TESTS) $(FUZZ_REPLAYS) $(SHADOW_TESTS) \
 if ENABLE_FUZZING
 noinst_PROGRAMS += $(FUZZ_ENGINES)
 endif
+
+# --- install and packaging (issue 14)
+INSTALL_TESTS = tests/integration/90-install-config.sh \
+	tests/integration/91-install-layout.sh \
+	tests/integration/92-install-watchdog.sh \
+	tests/integration/93-install-openwrt.sh \
+	tests/integration/94-install-privileges.sh
+# where make install puts things, for 91 (make's own expansion of the dirs)
+AM_TESTS_ENVIRONMENT += DG_SBINDIR='$(sbindir)' DG_BINDIR='$(bindir)' \
+	DG_MANDIR='$(mandir)' DG_DOCDIR='$(docdir)' DG_SYSCONFDIR='$(sysconfdir)' \
+	DG_LOCALSTATEDIR='$(localstatedir)' DG_SYSTEMDUNITDIR='$(systemdsystemunitdir)' \
+	DG_SYSUSERSDIR='$(sysusersdir)'; export DG_SBINDIR DG_BINDIR DG_MANDIR \
+	DG_DOCDIR DG_SYSCONFDIR DG_LOCALSTATEDIR DG_SYSTEMDUNITDIR DG_SYSUSERSDIR;
+TESTS += $(INSTALL_TESTS)
+EXTRA_DIST += $(INSTALL_TESTS) tests/notify-listen.py tests/openwrt-functions.sh

@@ -160,6 +160,123 @@ test_args_errors(void **state)
 	dg_config_free(tab, NTAB, &c);
 }
 
+/* --- option table: groups, duplicates, example file (issue 14) */
+static const dg_option gtab[] = {
+	DG_OPTION_GROUP("upstream"),
+	{ "broker", DG_OPT_STR, offsetof(struct cfg, broker), 0, 0, NULL, 0, no_spaces, "broker URL" },
+	{ "port", DG_OPT_INT, offsetof(struct cfg, port), 1, 65535, "5683", 0, NULL, "port" },
+	DG_OPTION_GROUP("limits"),
+	{ "quota", DG_OPT_SIZE, offsetof(struct cfg, quota), 1024, 0, "1M", 1, NULL, "quota" },
+	{ "verbose", DG_OPT_BOOL, offsetof(struct cfg, verbose), 0, 0, "no", 1, NULL, "verbose" },
+	{ "device", DG_OPT_LIST, offsetof(struct cfg, devices), 0, 0, NULL, 1, NULL, "device" },
+};
+#define NGTAB (sizeof(gtab) / sizeof(gtab[0]))
+
+static void
+test_table_checks(void **state)
+{
+	static const dg_option dup[] = {
+		{ "port", DG_OPT_INT, offsetof(struct cfg, port), 1, 65535, "5683", 0, NULL, "port" },
+		{ "verbose", DG_OPT_BOOL, offsetof(struct cfg, verbose), 0, 0, "no", 1, NULL, "verbose" },
+		{ "port", DG_OPT_INT, offsetof(struct cfg, port), 1, 65535, "1", 0, NULL, "port again" },
+	};
+	static const dg_option early[] = {
+		{ "port", DG_OPT_INT, offsetof(struct cfg, port), 1, 65535, "5683", 0, NULL, "port" },
+		DG_OPTION_GROUP("limits"),
+		{ "verbose", DG_OPT_BOOL, offsetof(struct cfg, verbose), 0, 0, "no", 1, NULL, "verbose" },
+	};
+	struct cfg c = { 0 };
+
+	assert_int_equal(dg_config_check_table(tab, NTAB), DG_OK);
+	assert_int_equal(dg_config_check_table(gtab, NGTAB), DG_OK);
+	assert_int_equal(dg_config_check_table(dup, 3), DG_ERR_INTERNAL);
+	assert_int_equal(dg_config_defaults(dup, 3, &c), DG_ERR_INTERNAL);
+	assert_int_equal(dg_config_check_table(early, 3), DG_ERR_INTERNAL);
+	dg_config_free(dup, 3, &c);
+}
+
+static void
+test_groups_are_not_options(void **state)
+{
+	struct cfg c = { 0 };
+	char *argv[] = { "prog", "--upstream", "x", NULL };
+	int optind = 1;
+
+	assert_int_equal(dg_config_defaults(gtab, NGTAB, &c), DG_OK);
+	assert_int_equal(c.port, 5683);
+	assert_int_equal(dg_config_set(gtab, NGTAB, &c, "limits", "1", "test"), DG_ERR_CONFIG_UNKNOWN);
+	assert_int_equal(dg_config_parse_args(gtab, NGTAB, &c, 3, argv, &optind), DG_ERR_CONFIG_UNKNOWN);
+	assert_int_equal(dg_config_load_file(gtab, NGTAB, &c, write_tmp("upstream yes\n")), DG_ERR_CONFIG_UNKNOWN);
+	dg_config_free(gtab, NGTAB, &c);
+}
+
+/* Run print_example with stdout into a file; returns its path. */
+static dg_err
+example_to_file(const dg_config_example *ex, size_t nex, char *path, size_t len)
+{
+	int fd, saved;
+	dg_err err;
+
+	snprintf(path, len, "/tmp/dg_ex_XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(stdout);
+	saved = dup(1);
+	dup2(fd, 1);
+	err = dg_config_print_example(gtab, NGTAB, ex, nex, "# header\n");
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	close(fd);
+	return err;
+}
+
+static void
+test_example_file(void **state)
+{
+	static const dg_config_example ex[] = {
+		{ "broker", "mqtt://h:1", 1 },
+		{ "device", "d1 version=1 2", 0 },
+	};
+	static const dg_config_example unknown[] = {
+		{ "broker", "mqtt://h:1", 1 }, { "device", "d1", 0 }, { "nosuch", "x", 0 },
+	};
+	char path[64], line[256], cmd[200];
+	struct cfg c = { 0 };
+	FILE *f;
+	int groups = 0;
+
+	assert_int_equal(example_to_file(ex, 2, path, sizeof(path)), DG_OK);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		groups += strncmp(line, "# ---- ", 7) == 0;
+	fclose(f);
+	assert_int_equal(groups, 2);
+	/* as written: only the active example is set */
+	assert_int_equal(dg_config_defaults(gtab, NGTAB, &c), DG_OK);
+	assert_int_equal(dg_config_load_file(gtab, NGTAB, &c, path), DG_OK);
+	assert_string_equal(c.broker, "mqtt://h:1");
+	assert_int_equal(c.devices.count, 0);
+	dg_config_free(gtab, NGTAB, &c);
+	/* every "#name value" line uncommented: defaults and examples parse */
+	snprintf(cmd, sizeof(cmd), "sed -i 's/^#\\([a-z]\\)/\\1/' %s", path);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(dg_config_defaults(gtab, NGTAB, &c), DG_OK);
+	assert_int_equal(dg_config_load_file(gtab, NGTAB, &c, path), DG_OK);
+	assert_int_equal(c.port, 5683);
+	assert_int_equal(c.quota, 1 << 20);
+	assert_int_equal(c.devices.count, 1);
+	assert_string_equal(c.devices.items[0], "d1 version=1 2");
+	dg_config_free(gtab, NGTAB, &c);
+	unlink(path);
+	/* an option without default or example, an example of no option */
+	assert_int_equal(example_to_file(ex, 1, path, sizeof(path)), DG_ERR_INTERNAL);
+	unlink(path);
+	assert_int_equal(example_to_file(unknown, 3, path, sizeof(path)), DG_ERR_INTERNAL);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -169,6 +286,9 @@ main(void)
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_args),
 		cmocka_unit_test(test_args_errors),
+		cmocka_unit_test(test_table_checks),
+		cmocka_unit_test(test_groups_are_not_options),
+		cmocka_unit_test(test_example_file),
 	};
 
 	dg_log_open("test_config", 0, DG_LOG_ERR);
