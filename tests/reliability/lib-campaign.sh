@@ -167,10 +167,17 @@ c_check() {
 	if [ -z "$_bad" ]; then t_ok "$_job: images right, one final report each"; else t_fail "$_job:$_bad"; fi
 	# nothing that had completed was downloaded again: once the gateway
 	# logged a file's download as done, it never requested it again (nginx's
-	# byte counts include what sat in socket buffers when a crash came)
+	# byte counts include what sat in socket buffers when a crash came). A
+	# file never logged as done was either never needed or completed in the
+	# cache just before a crash (cache/insert/before-index, store/commit) and
+	# adopted by the cache's reconciliation at the restart: then it must not
+	# have been requested after that restart either.
 	for _f in "$_job.delta" "$_job-full.bin"; do
 		_done=$(grep -n "fetch [^ ]*/$_f: done," "$T_DIR/gw.log" | head -1 | cut -d: -f1)
-		[ -n "$_done" ] || { _bad2="${_bad2:-} $_f:never-done"; continue; }
+		if [ -z "$_done" ]; then
+			_done=$(grep -n "^.*deltagated [^ ]*: gateway " "$T_DIR/gw.log" | tail -1 | cut -d: -f1)
+			[ -n "$_done" ] || { _bad2="${_bad2:-} $_f:no-start-line"; continue; }
+		fi
 		tail -n +"$((_done + 1))" "$T_DIR/gw.log" | grep -q "fetch [^ ]*/$_f: attempt" &&
 			_bad2="${_bad2:-} $_f:requested-after-done"
 	done
