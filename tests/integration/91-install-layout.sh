@@ -43,7 +43,18 @@ if [ -n "$DG_SYSTEMDUNITDIR" ]; then
 		t_check "systemd-analyze verify $u.service (no finding)" \
 			sh -c "[ $rc -eq 0 ] && ! [ -s '$T_DIR/verify.$u' ]"
 		[ -s "$T_DIR/verify.$u" ] && sed 's/^/# /' "$T_DIR/verify.$u"
+		# the hardening: exposure "OK" or better, and no worse than 2.0
+		# (measured: deltagated 1.5, deltagate-shadowd 1.2; docs/install.md)
+		systemd-analyze security --offline=true --no-pager "$T_DIR/units/$u.service" > "$T_DIR/sec.$u" 2>&1
+		t_diag "$(grep 'Overall exposure' "$T_DIR/sec.$u")"
+		t_check "$u.service exposure is at most 2.0 (systemd-analyze security)" \
+			systemd-analyze security --offline=true --threshold=20 "$T_DIR/units/$u.service"
 	done
+	# the check is not vacuous: the unit without its hardening fails it
+	grep -Ev '^(NoNewPrivileges|ProtectSystem|CapabilityBoundingSet|SystemCallFilter|PrivateTmp|ProtectHome)=' \
+		"$T_DIR/units/deltagated.service" > "$T_DIR/units/weak.service"
+	t_check "the unit without its hardening is over the threshold" sh -c \
+		"! systemd-analyze security --offline=true --threshold=20 '$T_DIR/units/weak.service' >/dev/null 2>&1"
 	# the check is not vacuous: a broken unit is reported
 	sed 's/^Type=notify/Type=notifyy/' "$T_DIR/units/deltagated.service" > "$T_DIR/units/broken.service"
 	t_check "systemd-analyze verify reports a broken unit" sh -c \
