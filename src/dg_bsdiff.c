@@ -1,11 +1,17 @@
 /* dg_bsdiff - suffix-array differ producing control/diff/extra streams. */
 #include "config.h"
 
+#ifdef DG_DELTA_GENERATION
 #include <divsufsort.h>
+#else
+#include <stdint.h>
+typedef int32_t saidx_t;
+#endif
 #include <stdlib.h>
 #include <string.h>
 
 #include "dg_bsdiff.h"
+#include "dg_log.h"
 
 struct dg_bsdiff_index {
 	const uint8_t *src;
@@ -62,12 +68,28 @@ dg_buf_free(dg_buf *b)
 	b->len = b->cap = 0;
 }
 
+/* The suffix array of src (libdivsufsort); none in an apply-only build. */
+static dg_err
+sort_suffixes(const uint8_t *src, saidx_t *sa, size_t n)
+{
+#ifdef DG_DELTA_GENERATION
+	return divsufsort(src, sa, (saidx_t)n) == 0 ? DG_OK : DG_ERR_INTERNAL;
+#else
+	dg_log_err("this build has no delta generator (configured with --disable-delta-generation)");
+	return DG_ERR_UNSUPPORTED;
+#endif
+}
+
 dg_err
 dg_bsdiff_index_new(const uint8_t *src, size_t n, dg_bsdiff_index **out)
 {
 	dg_bsdiff_index *idx;
+	dg_err err;
 
 	*out = NULL;
+#ifndef DG_DELTA_GENERATION
+	return sort_suffixes(src, NULL, 0);
+#endif
 	if (n >= (size_t)INT32_MAX)
 		return DG_ERR_TOOBIG;
 	idx = calloc(1, sizeof(*idx));
@@ -81,10 +103,10 @@ dg_bsdiff_index_new(const uint8_t *src, size_t n, dg_bsdiff_index **out)
 			free(idx);
 			return DG_ERR_NOMEM;
 		}
-		if (divsufsort(src, idx->sa, (saidx_t)n) != 0) {
+		if ((err = sort_suffixes(src, idx->sa, n)) != DG_OK) {
 			free(idx->sa);
 			free(idx);
-			return DG_ERR_INTERNAL;
+			return err;
 		}
 	}
 	*out = idx;

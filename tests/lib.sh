@@ -5,8 +5,8 @@
 
 : "${top_builddir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${top_srcdir:=$top_builddir}"
-DELTAGATE="$top_builddir/src/deltagate"
-SHADOWD="$top_builddir/src/deltagate-shadowd"
+DELTAGATE=${DG_DELTAGATE:-$top_builddir/src/deltagate}
+SHADOWD=${DG_SHADOWD:-$top_builddir/src/deltagate-shadowd}
 DELTAGATED=${DG_DELTAGATED:-$top_builddir/proxy/deltagated}
 
 T_N=0
@@ -35,6 +35,15 @@ t_cleanup() {
 		done
 		kill -9 "$_p" 2>/dev/null || true
 	done
+	# a failed test leaves what its programs logged in its TAP log (the
+	# tail of each), so that a failure on CI can be read after the fact
+	if [ "$T_FAILED" -gt 0 ] && [ -d "$T_DIR" ]; then
+		for _l in "$T_DIR"/*.log; do
+			[ -f "$_l" ] || continue
+			echo "# ---- the last lines of ${_l##*/}"
+			tail -n "${T_LOG_TAIL:-40}" "$_l" | sed 's/^/# /'
+		done
+	fi
 	if [ -n "${T_KEEP:-}" ]; then
 		echo "# kept $T_DIR" >&2
 	else

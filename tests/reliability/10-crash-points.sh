@@ -39,7 +39,7 @@ for p in $POINTS; do
 	else
 		wait "$pid" 2>/dev/null; st=$?
 		[ "$st" -eq 137 ] || t_diag "$p: exit status $st"
-		if [ "$who" = shadowd ]; then t_start_shadowd; else c_gw_restart; fi
+		if [ "$who" = shadowd ]; then t_start_shadowd && c_resend "$job"; else c_gw_restart; fi
 		if c_wait_final "$job" 120; then
 			survived=$((survived + 1))
 			t_ok "$p: $who crashed there and the update completed after the restart ($(( ($(date +%s%N) - t0) / 1000000 )) ms)"
@@ -49,6 +49,6 @@ for p in $POINTS; do
 	fi
 	c_check "$job"
 done
-t_diag "crash points: $n, crashes survived: $survived; final reports carried again (same clientToken, applied once): ${C_RESENT:-0}"
+t_diag "crash points: $n, crashes survived: $survived; final reports carried again (same clientToken, applied once): ${C_RESENT:-0}; commands sent again by the client: ${C_CMD_RESENT:-0}"
 c_check_end
 t_done

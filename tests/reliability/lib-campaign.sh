@@ -66,11 +66,32 @@ c_gw_restart() { t_gw_start; }
 # application does (QoS 1, not waiting for the shadow service's answer:
 # it may be the process that is down)
 c_cmd() {
+	# kept for c_resend: the round's commands, one line each
+	[ -n "${C_RESENDING:-}" ] || printf '%s\n' "$*" >> "$T_DIR/commands.$2"
 	_sha=$(t_sha "$4"); _size=$(stat -c %s "$4")
 	_extra=""
 	[ -n "${5:-}" ] && _extra=",\"relatedFiles\":$5"
 	mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "state/$1/update" -m \
 		"{\"state\":{\"desired\":{\"softwareURL\":\"$3\",\"softwareVersion\":\"$2\",\"softwareSha256\":\"$_sha\",\"softwareSize\":$_size,\"jobId\":\"$2\"$_extra}}}"
+}
+
+# c_resend JOB: what a client of the shadow pattern does after the shadow
+# service restarted: send again each command of the round that the service
+# never applied (no update/documents with its jobId). deltagate-shadowd's
+# MQTT library acknowledges a request on receipt, before it is committed:
+# one that arrived just before a crash is gone (docs/reliability.md), and
+# AWS IoT's contract is the same (no accepted: send again). A command that
+# was applied is not sent again.
+c_resend() {
+	[ -f "$T_DIR/commands.$1" ] || return 0
+	C_RESENDING=1
+	while read -r _d _j _url _file _rel; do
+		grep "^state/$_d/update/documents " "$T_DIR/trace" | grep -qF "\"jobId\":\"$_j\"" && continue
+		t_diag "$_d: the command of $_j was never applied: sent again"
+		C_CMD_RESENT=$(( ${C_CMD_RESENT:-0} + 1 ))
+		c_cmd "$_d" "$_j" "$_url" "$_file" ${_rel:+"$_rel"}
+	done < "$T_DIR/commands.$1"
+	C_RESENDING=
 }
 
 # A new target: the last one with two 4 KiB stretches changed
