@@ -34,4 +34,6 @@ bench_delta_apply_bench_SOURCES = bench/delta/apply_bench.c
 bench_delta_apply_bench_CFLAGS = $(src_libdgcore_la_CFLAGS)
 bench_delta_apply_bench_LDADD = src/libdgcore.la
 # --- reliability (issue 11): the long form of tests/reliability, soak
-EXTRA_DIST += bench/reliability/run.sh bench/reliability/soak.sh bench/reliability/valgrind-deltagated
+EXTRA_DIST += bench/reliability/run.sh bench/reliability/soak.sh bench/reliability/valgrind-deltagated bench/reliability/repeat.sh
+# install (issue 14): sizes per small-flash configuration
+EXTRA_DIST += bench/install

@@ -10,3 +10,6 @@ dist_man_MANS += docs/deltagate.1 docs/deltagated.8 docs/deltagate-shadowd.8
 dist_doc_DATA += docs/delta-format.md
 # operator tools (issue 13)
 dist_doc_DATA += docs/deploy.md
+# install and packaging (issue 14)
+dist_doc_DATA += docs/install.md
+dist_doc_DATA += docs/reliability.md

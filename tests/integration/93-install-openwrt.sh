@@ -124,4 +124,20 @@ t_check "... saying which option" grep -q 'max-deliveries-per-link' "$T_DIR/err"
 sed -i "s/max_deliveries_per_link 0/max_deliveries_per_link 2/; s/option version '2.1.0'/option version '2.1 beta'/" "$UCI_CONFIG_DIR/deltagate"
 deltagate_translate > /dev/null 2> "$T_DIR/err"; rc=$?
 t_check "a device attribute with blanks is refused" sh -c "[ $rc -ne 0 ] && grep -q 'version has blanks' '$T_DIR/err'"
+# the package Makefile: every configure option it passes exists, and the
+# files it installs are the ones tested here
+PKGMK="$top_srcdir/packaging/openwrt/deltagate/Makefile"
+"$top_srcdir/configure" --help > "$T_DIR/confhelp"
+opts=$(sed -n '/^CONFIGURE_ARGS/,/^$/p' "$PKGMK" | grep -o -- '--[a-z-]*' | sort -u)
+t_check "the package passes configure options" test -n "$opts"
+for o in $opts; do
+	case $o in --disable-*) h="--enable-${o#--disable-}|$o" ;; --without-*) h="--with-${o#--without-}|$o" ;; *) h=$o ;; esac
+	t_check "configure knows $o (OpenWrt package)" grep -qE -- "($h)([=[ ]|\$)" "$T_DIR/confhelp"
+done
+t_check "the package installs the init script and the UCI defaults tested here" sh -c \
+	"grep -q 'files/deltagated.init' '$PKGMK' && grep -q 'files/deltagate.config' '$PKGMK'"
+t_check "the package declares the feed's libraries it links" sh -c \
+	"grep -q '+libevent2' '$PKGMK' && grep -q '+libcoap' '$PKGMK' && grep -q '+paho-mqtt-c' '$PKGMK'"
+t_check "paho-mqtt-c, which the feed lacks, has its package next to it" \
+	grep -q 'BuildPackage,paho-mqtt-c' "$top_srcdir/packaging/openwrt/paho-mqtt-c/Makefile"
 t_done
