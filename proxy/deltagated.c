@@ -447,6 +447,36 @@ add_devices(struct gw *gw, const struct cfg *c)
 	return DG_OK;
 }
 
+/* The devices this gateway serves, in its own shadow's reported state
+ * ("devices": [ids], the whole list each time), so that an operator's
+ * tools can address "every device behind gateway G" (deltagate deploy
+ * --gateway). Durable through the outbox like every report. */
+static void
+publish_devices(struct gw *gw)
+{
+	json_t *ids = json_array(), *msg;
+	char topic[512], key[300], *text = NULL;
+	size_t i;
+
+	for (i = 0; ids && i < gw->cfg.devices.count; i++) {
+		struct devspec d;
+		char why[160];
+
+		if (parse_device(gw->cfg.devices.items[i], &d, why, sizeof(why)) == 0)
+			json_array_append_new(ids, json_string(d.id));
+		memset(d.psk, 0, sizeof(d.psk));
+	}
+	msg = ids ? json_pack("{s:{s:{s:o}}}", "state", "reported", "devices", ids) : NULL;
+	if (msg && (text = dg_json_dumps(msg)) &&
+	    dg_topic_build(gw->topic, gw->cfg.gateway_id, "update", topic, sizeof(topic)) == DG_OK) {
+		snprintf(key, sizeof(key), "%s#devices", gw->cfg.gateway_id);
+		if (dg_outbox_put(gw->outbox, key, topic, text, 1) != DG_OK)
+			dg_log_warn("the list of devices was not queued for the gateway's shadow");
+	}
+	free(text);
+	json_decref(msg);
+}
+
 static void
 reload(struct gw *gw)
 {
@@ -477,6 +507,7 @@ reload(struct gw *gw)
 		dg_log_err("SIGHUP: some devices could not be added");
 	dg_config_free(options, NOPTIONS, &gw->cfg);
 	gw->cfg = fresh;
+	publish_devices(gw);
 	dg_log_info("SIGHUP: configuration reloaded (%zu devices)", gw->cfg.devices.count);
 }
 
@@ -696,6 +727,7 @@ main(int argc, char **argv)
 	if (dg_daemon_write_pidfile(gw.cfg.pid_file) != DG_OK)
 		goto out;
 	dg_jobs_resume(gw.jobs);
+	publish_devices(&gw);
 	dg_daemon_notify_ready();
 	if (!(wd = dg_daemon_watchdog_new(gw.base, &err)))
 		goto out;

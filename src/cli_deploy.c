@@ -33,6 +33,7 @@
 #define EXIT_STOPPED 3
 #define MAX_WAVES 16
 #define MAX_FROM 16
+#define MAX_GATEWAYS 64
 
 enum dstate { D_PENDING, D_GETTING, D_PUBLISHED, D_SUCCEEDED, D_FAILED, D_CANCELED };
 static const char *dstate_names[] = { "pending", "getting", "published", "succeeded", "failed", "canceled" };
@@ -653,7 +654,7 @@ usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: deltagate deploy --image NEW --version V [--from OLD ...]\n"
-	    "         --devices ID,ID...|--devices-file F --storage file:///DIR\n"
+	    "         --devices ID,ID...|--devices-file F|--gateway GW... --storage file:///DIR\n"
 	    "         --base-url URL --secret-file F [--link-expires S] [--job-id ID]\n"
 	    "         [--waves 1%%,10%%,50%%,100%%] [--abort-failure-rate 5%%] [--wave-timeout S]\n"
 	    "         [--sign-key FILE] [--state-dir DIR] [--broker URI] [--topic-root T] [--json]\n"
@@ -671,8 +672,9 @@ usage(FILE *out)
 	    "(for deltagated --trusted-key). State: --state-dir (default\n"
 	    "$XDG_STATE_HOME/deltagate), so that --resume continues a killed or stopped\n"
 	    "rollout; --cancel restores the previous desired state of the devices that\n"
-	    "have not started. Exit status: 0 done, 3 stopped by the threshold, 1 error,\n"
-	    "2 bad options.\n");
+	    "have not started. --gateway GW (repeatable) takes every device that gateway\n"
+	    "serves, as its shadow lists them (reported.devices). Exit status: 0 done,\n"
+	    "3 stopped by the threshold, 1 error, 2 bad options.\n");
 }
 
 static int
@@ -854,8 +856,8 @@ dg_cli_deploy(int argc, char **argv)
 	const char *topic_root = DG_TOPIC_DEFAULT_ROOT, *resume = NULL, *cancel = NULL;
 	const char *endpoint = NULL, *region = getenv("AWS_REGION");
 	const char *mprov = NULL, *mname = "firmware", *mcompat = "deviceManufacturer=deltagate";
-	char *mrel[MAX_FROM], *msrc[MAX_FROM];
-	int nrel = 0;
+	char *mrel[MAX_FROM], *msrc[MAX_FROM], *gws[MAX_GATEWAYS], *gwdevs = NULL;
+	int nrel = 0, ngw = 0;
 	struct stagectx sx;
 	char dirbuf[4096], jobbuf[64], *secret = NULL, *stored_key = NULL, client_id[128];
 	int64_t link_expires = 7 * 86400;
@@ -896,6 +898,13 @@ dg_cli_deploy(int argc, char **argv)
 			from[nfrom++] = v;
 		} else if (strcmp(o, "--devices") == 0) devlist = v;
 		else if (strcmp(o, "--devices-file") == 0) devfile = v;
+		else if (strcmp(o, "--gateway") == 0) {
+			if (ngw >= MAX_GATEWAYS) {
+				fprintf(stderr, "deltagate deploy: at most %d --gateway\n", MAX_GATEWAYS);
+				return DG_EXIT_USAGE;
+			}
+			gws[ngw++] = (char *)v;
+		}
 		else if (strcmp(o, "--storage") == 0) storage = v;
 		else if (strcmp(o, "--base-url") == 0) base_url = v;
 		else if (strcmp(o, "--secret-file") == 0) secret_file = v;
@@ -936,9 +945,13 @@ dg_cli_deploy(int argc, char **argv)
 	}
 	r.tty = isatty(2);
 	if (!resume && !cancel) {
-		if (!image || !version || (!devlist && !devfile) || !storage) {
-			fprintf(stderr, "deltagate deploy: --image, --version, --devices or --devices-file "
-			    "and --storage are required\n");
+		if (!image || !version || (!devlist && !devfile && !ngw) || !storage) {
+			fprintf(stderr, "deltagate deploy: --image, --version, --devices, --devices-file or "
+			    "--gateway, and --storage are required\n");
+			return DG_EXIT_USAGE;
+		}
+		if (ngw && (devlist || devfile)) {
+			fprintf(stderr, "deltagate deploy: --gateway or --devices/--devices-file, not both\n");
 			return DG_EXIT_USAGE;
 		}
 		if (strncmp(storage, "file://", 7) != 0 && strncmp(storage, "s3://", 5) != 0) {
@@ -953,8 +966,19 @@ dg_cli_deploy(int argc, char **argv)
 			fprintf(stderr, "deltagate deploy: --waves: increasing percentages ending at 100%%\n");
 			return DG_EXIT_USAGE;
 		}
-		if (load_devices(&r, devlist, devfile) != 0)
+		if (ngw) {
+			/* every device behind those gateways, from their shadows */
+			if (!(gwdevs = dg_cli_gateway_devices(broker, topic_root, gws, (size_t)ngw, 10)))
+				return DG_EXIT_FAIL;
+			devlist = gwdevs;
+		}
+		if (load_devices(&r, devlist, devfile) != 0) {
+			free(gwdevs);
 			return DG_EXIT_USAGE;
+		}
+		free(gwdevs);
+		gwdevs = NULL;
+		devlist = NULL;
 	}
 	rc = DG_EXIT_FAIL;
 	if (!state_dir) {

@@ -130,6 +130,85 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(((struct st *)arg)->base);
 }
 
+/* The devices behind gateways: each gateway's shadow lists them in
+ * reported.devices (deltagated publishes it). A comma-separated list, NULL
+ * when a gateway did not answer in time or lists none (said on stderr). */
+char *
+dg_cli_gateway_devices(const char *broker, const char *root, char *const *gws, size_t ngw,
+    int timeout_s)
+{
+	dg_mqtt_callbacks cb = { on_connect, NULL, on_message, NULL };
+	dg_mqtt_opts mo = { 0 };
+	struct timeval tv = { (time_t)timeout_s, 0 };
+	struct event *tev = NULL;
+	char filter[512], cid[64], *out = NULL;
+	size_t i, j, len = 0;
+	struct st s;
+	dg_err e;
+
+	memset(&s, 0, sizeof(s));
+	for (i = 0; i < ngw; i++)
+		if (add(&s, gws[i], 1) != 0)
+			goto done;
+	if (!(s.topic = dg_topic_new(root, &e)) || evthread_use_pthreads() != 0 ||
+	    !(s.base = event_base_new()))
+		goto done;
+	snprintf(cid, sizeof(cid), "deltagate-fleet-%ld", (long)getpid());
+	snprintf(s.token, sizeof(s.token), "fleet:%ld:%" PRIu64, (long)getpid(), dg_util_now_ms());
+	mo.uri = broker;
+	mo.client_id = cid;
+	mo.version = 4;
+	mo.clean_session = 1;
+	if (!(s.mqtt = dg_mqtt_new(s.base, &mo, &cb, &s, &e)) ||
+	    dg_topic_filter(s.topic, "get/accepted", filter, sizeof(filter)) != DG_OK ||
+	    dg_mqtt_subscribe(s.mqtt, filter, 1) != DG_OK ||
+	    dg_topic_filter(s.topic, "get/rejected", filter, sizeof(filter)) != DG_OK ||
+	    dg_mqtt_subscribe(s.mqtt, filter, 1) != DG_OK || !(tev = evtimer_new(s.base, on_timeout, &s))) {
+		fprintf(stderr, "deltagate: %s: cannot ask the gateways' shadows\n", broker);
+		goto done;
+	}
+	evtimer_add(tev, &tv);
+	event_base_dispatch(s.base);
+	for (i = 0; i < s.n; i++) {
+		json_t *devs = s.t[i].doc ? json_object_get(json_object_get(json_object_get(s.t[i].doc,
+		    "state"), "reported"), "devices") : NULL;
+
+		if (!json_is_array(devs) || json_array_size(devs) == 0) {
+			fprintf(stderr, "deltagate: gateway %s: %s\n", s.t[i].id, !s.t[i].answered ?
+			    "its shadow did not answer" : "its shadow lists no devices (reported.devices)");
+			free(out);
+			out = NULL;
+			goto done;
+		}
+		for (j = 0; j < json_array_size(devs); j++) {
+			const char *id = json_string_value(json_array_get(devs, j));
+			size_t l = id ? strlen(id) : 0;
+			char *n;
+
+			if (!l || !dg_topic_id_valid(id) || !(n = realloc(out, len + l + 2)))
+				continue;
+			out = n;
+			if (len)
+				out[len++] = ',';
+			memcpy(out + len, id, l + 1);
+			len += l;
+		}
+	}
+done:
+	if (tev)
+		event_free(tev);
+	dg_mqtt_free(s.mqtt, 1000);
+	for (i = 0; i < s.n; i++) {
+		free(s.t[i].id);
+		json_decref(s.t[i].doc);
+	}
+	free(s.t);
+	dg_topic_free(s.topic);
+	if (s.base)
+		event_base_free(s.base);
+	return out;
+}
+
 static const char *const keys[] = { "queued", "inProgress", "succeeded", "succeededAfterFallback", "failed" };
 
 /* The summary and table as JSON. */

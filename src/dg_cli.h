@@ -39,5 +39,10 @@ int dg_cli_sign(int argc, char **argv);
 int dg_cli_deploy(int argc, char **argv);
 /* cli_status.c */
 int dg_cli_status(int argc, char **argv);
+/* The devices gateways serve (reported.devices of each gateway's shadow),
+ * comma-separated; NULL, with a message on stderr, when one did not answer
+ * within timeout_s or lists none. Caller frees. */
+char *dg_cli_gateway_devices(const char *broker, const char *root, char *const *gws,
+    size_t ngw, int timeout_s);
 
 #endif

@@ -150,7 +150,8 @@ INTEGRATION_TESTS += tests/integration/80-deploy-presign.sh \
 	tests/integration/81-deploy-signed-commands.sh \
 	tests/integration/82-deploy-rollout.sh \
 	tests/integration/83-deploy-status.sh \
-	tests/integration/84-deploy-s3.sh
+	tests/integration/84-deploy-s3.sh \
+	tests/integration/85-deploy-gateway.sh
 EXTRA_DIST += tests/lib-s3.sh
 
 TESTS += $(INTEGRATION_TESTS)
