@@ -3393,7 +3393,7 @@ diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 		src = (const uint8_t *)"";
 	if (!tgt)
 		tgt = (const uint8_t *)"";
-	if (n >= (size_t)INT32_MAX || m >= ((size_t)1 << 40))
+	if (n >= (size_t)INT32_MAX || (uint64_t)m >= ((uint64_t)1 << 40))
 		return DG_ERR_TOOBIG;
 	g.src = src;
 	g.tgt = tgt;
