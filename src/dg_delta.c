@@ -402,6 +402,16 @@ struct preader {
 	size_t in_pos, in_len, ob_pos, ob_len;
 };
 
+/* A window log the decoder of this build takes: zstd's limit is 30 on
+ * 32-bit targets (31 on 64-bit); a frame needing more fails there alone. */
+static int
+zstd_window_log_cap(int wl)
+{
+	ZSTD_bounds b = ZSTD_dParam_getBounds(ZSTD_d_windowLogMax);
+
+	return !ZSTD_isError(b.error) && wl > b.upperBound ? b.upperBound : wl;
+}
+
 static int
 window_log_max(size_t mem_limit)
 {
@@ -454,7 +464,7 @@ preader_open(struct preader *r, const struct din *d, const struct part *p, size_
 		if (!r->z)
 			goto nomem;
 		if (ZSTD_isError(ZSTD_DCtx_setParameter(r->z, ZSTD_d_windowLogMax,
-							stable ? 31 : window_log_max(mem_limit))))
+							zstd_window_log_cap(stable ? 31 : window_log_max(mem_limit)))))
 			goto nomem;
 		if (stable && ZSTD_isError(ZSTD_DCtx_setParameter(r->z, ZSTD_d_stableOutBuffer, 1)))
 			goto nomem;
@@ -3393,7 +3403,7 @@ diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 		src = (const uint8_t *)"";
 	if (!tgt)
 		tgt = (const uint8_t *)"";
-	if (n >= (size_t)INT32_MAX || (uint64_t)m >= ((uint64_t)1 << 40))
+	if (n >= (size_t)INT32_MAX || (m >> 20) >= ((size_t)1 << 20))
 		return DG_ERR_TOOBIG;
 	g.src = src;
 	g.tgt = tgt;
