@@ -3,6 +3,7 @@
  * many fail; --cancel and --resume. State: dg_rollout (SQLite). */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -537,6 +538,7 @@ struct stagectx {
 	const char *dir;          /* file:// directory (s3: local work dir) */
 	const char *base_url;     /* file://: the nginx location serving dir */
 	const char *secret;       /* file://: secure_link secret */
+	const char *client_ip;    /* file://: links bound to this address, or NULL */
 	const char *s3;           /* s3://BUCKET[/PREFIX], or NULL */
 	const char *endpoint, *region;
 	dg_sigv4_creds creds;
@@ -577,7 +579,7 @@ stage(struct stagectx *x, const char *src, const char *name, char **link, uint64
 		char *origin = strndup(x->base_url, path ? (size_t)(path - x->base_url) : strlen(x->base_url));
 
 		snprintf(buf, sizeof(buf), "%s/%s", path ? path : "", name);
-		e = origin ? dg_sigv4_secure_link(origin, buf, x->secret, NULL, x->expires, link) : DG_ERR_NOMEM;
+		e = origin ? dg_sigv4_secure_link(origin, buf, x->secret, x->client_ip, x->expires, link) : DG_ERR_NOMEM;
 		free(origin);
 	}
 	return e;
@@ -655,7 +657,8 @@ usage(FILE *out)
 	fprintf(out,
 	    "usage: deltagate deploy --image NEW --version V [--from OLD ...]\n"
 	    "         --devices ID,ID...|--devices-file F|--gateway GW... --storage file:///DIR\n"
-	    "         --base-url URL --secret-file F [--link-expires S] [--job-id ID]\n"
+	    "         --base-url URL --secret-file F [--link-expires S] [--link-client-ip A]\n"
+	    "         [--job-id ID]\n"
 	    "         [--waves 1%%,10%%,50%%,100%%] [--abort-failure-rate 5%%] [--wave-timeout S]\n"
 	    "         [--sign-key FILE] [--state-dir DIR] [--broker URI] [--topic-root T] [--json]\n"
 	    "         [--manifest-provider P [--manifest-name N] [--manifest-compat K=V,...]]\n"
@@ -673,7 +676,9 @@ usage(FILE *out)
 	    "$XDG_STATE_HOME/deltagate), so that --resume continues a killed or stopped\n"
 	    "rollout; --cancel restores the previous desired state of the devices that\n"
 	    "have not started. --gateway GW (repeatable) takes every device that gateway\n"
-	    "serves, as its shadow lists them (reported.devices). Exit status: 0 done,\n"
+	    "serves, as its shadow lists them (reported.devices). --link-client-ip binds\n"
+	    "nginx links to the address the gateway downloads from ($remote_addr in\n"
+	    "secure_link_md5). Exit status: 0 done,\n"
 	    "3 stopped by the threshold, 1 error, 2 bad options.\n");
 }
 
@@ -921,6 +926,7 @@ dg_cli_deploy(int argc, char **argv)
 		else if (strcmp(o, "--manifest-compat") == 0) mcompat = v;
 		else if (strcmp(o, "--region") == 0) region = v;
 		else if (strcmp(o, "--cancel") == 0) cancel = v;
+		else if (strcmp(o, "--link-client-ip") == 0) sx.client_ip = v;
 		else if (strcmp(o, "--abort-failure-rate") == 0) {
 			if (parse_rate(v, &r.abort_rate) != 0) {
 				fprintf(stderr, "deltagate deploy: --abort-failure-rate: 0%%..100%%\n");
@@ -957,6 +963,20 @@ dg_cli_deploy(int argc, char **argv)
 		if (strncmp(storage, "file://", 7) != 0 && strncmp(storage, "s3://", 5) != 0) {
 			fprintf(stderr, "deltagate deploy: --storage: file:///DIR or s3://BUCKET[/PREFIX]\n");
 			return DG_EXIT_USAGE;
+		}
+		if (sx.client_ip) {
+			unsigned char a[16];
+
+			if (inet_pton(AF_INET, sx.client_ip, a) != 1 && inet_pton(AF_INET6, sx.client_ip, a) != 1) {
+				fprintf(stderr, "deltagate deploy: --link-client-ip: '%s' is not an IPv4 or IPv6 address\n",
+				    sx.client_ip);
+				return DG_EXIT_USAGE;
+			}
+			if (strncmp(storage, "file://", 7) != 0) {
+				fprintf(stderr, "deltagate deploy: --link-client-ip binds nginx secure_link links "
+				    "(file:// storage) only\n");
+				return DG_EXIT_USAGE;
+			}
 		}
 		if (strncmp(storage, "file://", 7) == 0 && (!base_url || !secret_file)) {
 			fprintf(stderr, "deltagate deploy: file:// storage needs --base-url and --secret-file\n");

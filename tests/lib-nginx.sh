@@ -20,6 +20,7 @@
 #
 # Locations:
 #   /            static files, Range supported
+#   /b/          secure_link bound to the client's address as well
 #   /s/          the same behind secure_link (?md5=..&expires=..): 403 when
 #                the signature is wrong or the link expired
 #   /slow/       static files at $NGINX_SLOW_RATE bytes/s (default 2k)
@@ -96,6 +97,13 @@ http {
         location /s/ {
             secure_link \$arg_md5,\$arg_expires;
             secure_link_md5 "\$secure_link_expires\$uri $NGINX_SECRET";
+            if (\$secure_link = "") { return 403; }
+            if (\$secure_link = "0") { return 403; }
+            alias $NGINX_WWW/;
+        }
+        location /b/ {
+            secure_link \$arg_md5,\$arg_expires;
+            secure_link_md5 "\$secure_link_expires\$uri\$remote_addr $NGINX_SECRET";
             if (\$secure_link = "") { return 403; }
             if (\$secure_link = "0") { return 403; }
             alias $NGINX_WWW/;

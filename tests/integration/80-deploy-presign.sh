@@ -65,6 +65,14 @@ t_check "secure_link: a link signed in 2020 for 60 s has expired (403)" test "$(
 printf 'other\n' > "$T_DIR/other"
 wrong=$("$DG" presign "$NGINX_URL/s/fw 2.bin" --expires 300 --secret-file "$T_DIR/other")
 t_check "secure_link: another secret gets 403" test "$(get "$wrong")" = 403
+# bound to an address (nginx: $remote_addr in secure_link_md5): served to
+# that address, refused to any other; curl connects from 127.0.0.1
+bound=$("$DG" presign "$NGINX_URL/b/fw 2.bin" --expires 300 --secret-file "$T_DIR/secret" --client-ip 127.0.0.1)
+t_check "secure_link bound to 127.0.0.1: served to 127.0.0.1 (200)" test "$(get "$bound")" = 200
+elsewhere=$("$DG" presign "$NGINX_URL/b/fw 2.bin" --expires 300 --secret-file "$T_DIR/secret" --client-ip 192.0.2.7)
+t_check "secure_link bound to 192.0.2.7: refused to 127.0.0.1 (403)" test "$(get "$elsewhere")" = 403
+unbound=$("$DG" presign "$NGINX_URL/b/fw 2.bin" --expires 300 --secret-file "$T_DIR/secret")
+t_check "an unbound link where nginx wants the address: 403" test "$(get "$unbound")" = 403
 
 # --- keygen
 t_check "keygen writes a pair" "$DG" keygen "$T_DIR/op.pem"

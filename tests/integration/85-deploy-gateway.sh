@@ -38,6 +38,24 @@ t_check "deploy --gateway gw1: exit 0" test $rc -eq 0
 t_check "deploy --gateway gw1: the 4 devices it serves, all succeeded" jq -e '.succeeded == 4 and .failed == 0' "$T_DIR/roll.json"
 t_check "every device behind gw1 holds the image" sh -c 'for d in g1 g2 g3 g4; do cmp -s "$1/dev/$d.bin" "$2" || exit 1; done' _ "$T_DIR" "$T_DIR/v2.bin"
 
+# links bound to the gateway's address (nginx location /b/ checks
+# $remote_addr): bound to 127.0.0.1, the gateway downloads; bound to
+# another address, nginx refuses it and the job fails with the fetch's 403
+head -c 90000 /dev/urandom > "$T_DIR/v3.bin"
+deploy --image "$T_DIR/v3.bin" --version 3.0 --job-id bound --devices g1 --base-url "$NGINX_URL/b/stage" \
+	--link-client-ip 127.0.0.1 --wave-timeout 120 --json > "$T_DIR/bound.json" 2>/dev/null
+t_check "deploy --link-client-ip 127.0.0.1: the gateway downloads it (succeeded)" jq -e '.succeeded == 1' "$T_DIR/bound.json"
+t_check "the bound link carries the address-bound hash (nginx /b/ served it)" \
+	grep -q 'GET /b/stage/[0-9a-f]*\.img?md5=[^ ]* HTTP/1.1" 200' "$NGINX_ACCESS"
+head -c 90000 /dev/urandom > "$T_DIR/v4.bin"
+deploy --image "$T_DIR/v4.bin" --version 4.0 --job-id elsewhere --devices g2 --base-url "$NGINX_URL/b/stage" \
+	--link-client-ip 192.0.2.7 --wave-timeout 120 --json > "$T_DIR/elsewhere.json" 2>/dev/null
+t_check "bound to 192.0.2.7: the job fails (nginx 403 to the gateway)" jq -e '.failed == 1' "$T_DIR/elsewhere.json"
+t_check "... with the fetch's 'forbidden' code 0x90100104" sh -c \
+	"\"$DELTAGATE\" shadow --broker '$MQTT_URL' get g2 | jq -e '.state.reported.extendedResultCode == 2416967940' >/dev/null"
+t_check "--link-client-ip with a bad address is refused (exit 2)" sh -c \
+	"\"$DELTAGATE\" deploy --image '$T_DIR/v4.bin' --version 5 --devices g1 --storage file:///tmp --base-url x --secret-file '$T_DIR/secret' --link-client-ip 300.1.1.1 >/dev/null 2>&1; [ \$? -eq 2 ]"
+
 # a gateway that does not exist (no shadow): an error, nothing published
 deploy --image "$T_DIR/v2.bin" --version 3.0 --job-id nogw --gateway gw-nowhere > /dev/null 2> "$T_DIR/nogw.err"; rc=$?
 t_check "deploy --gateway of an unknown gateway fails (exit 1)" test $rc -eq 1
