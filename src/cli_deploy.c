@@ -4,6 +4,8 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -1128,10 +1130,39 @@ dg_cli_deploy(int argc, char **argv)
 		json_object_set_new(r.command, "relatedFiles", json_array_size(related) ? related : json_null());
 		if (!json_array_size(related))
 			json_decref(related);
-		if (mprov && !s3 && write_manifest(dir, name, sha, mprov, mname, mcompat, version, mrel, msrc,
-		    nrel, &copied) != DG_OK)
-			goto out;
-		staged_bytes += mprov && !s3 ? copied : 0;
+		if (mprov && s3) {
+			/* the manifest names the files as staged (<sha256>.img):
+			 * written in the work directory, then uploaded beside them */
+			char ipath[4096], mpath[4096], mfile[200], *abs = realpath(image, NULL);
+
+			if ((size_t)snprintf(ipath, sizeof(ipath), "%s/%s", dir, name) >= sizeof(ipath)) {
+				free(abs);
+				goto out;
+			}
+			if (!abs || ((unlink(ipath) != 0 && errno != ENOENT) || symlink(abs, ipath) != 0)) {
+				fprintf(stderr, "deltagate deploy: %s: %s\n", ipath, strerror(errno));
+				free(abs);
+				goto out;
+			}
+			free(abs);
+			snprintf(mfile, sizeof(mfile), "%s.importmanifest.json", sha);
+			if ((size_t)snprintf(mpath, sizeof(mpath), "%s/%s", dir, mfile) >= sizeof(mpath) ||
+			    write_manifest(dir, name, sha, mprov, mname, mcompat, version, mrel, msrc, nrel,
+			    &copied) != DG_OK)
+				goto out;
+			if ((e = stage(&sx, mpath, mfile, &link, &copied)) != DG_OK) {
+				fprintf(stderr, "deltagate deploy: uploading %s: %s\n", mfile, dg_strerror(e));
+				goto out;
+			}
+			free(link);
+			link = NULL;
+			staged_bytes += copied;
+		} else if (mprov) {
+			if (write_manifest(dir, name, sha, mprov, mname, mcompat, version, mrel, msrc,
+			    nrel, &copied) != DG_OK)
+				goto out;
+			staged_bytes += copied;
+		}
 		if (!r.json)
 			fprintf(stderr, "%s: staged %" PRIu64 " bytes in %s (image %s)\n", job, staged_bytes, storage, name);
 		/* the rollout, durable before anything is published */

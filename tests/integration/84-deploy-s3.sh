@@ -28,7 +28,8 @@ deploy() {
 	timeout 300 "$DELTAGATE" deploy --broker "$MQTT_URL" --state-dir "$T_DIR/state" \
 		--storage s3://fw/releases --endpoint "$S3_URL" "$@"
 }
-deploy --image "$T_DIR/v2.bin" --from "$T_DIR/v1.bin" --version 2 --job-id s3a --devices q1,q2 \
+deploy --image "$T_DIR/v2.bin" --from "$T_DIR/v1.bin" --version 2.0 --job-id s3a --devices q1,q2 \
+	--manifest-provider contoso --manifest-name pump-fw \
 	--wave-timeout 120 > "$T_DIR/a.out" 2> "$T_DIR/a.err"; rc=$?
 t_diag "$(grep staged "$T_DIR/a.err")"
 t_check "deploy to s3://: exit 0" test $rc -eq 0
@@ -36,6 +37,12 @@ t_check "both devices succeeded, through the delta (resultCode 1)" test "$(grep 
 t_check "the devices hold v2" sh -c "cmp -s '$T_DIR/dev/q1.bin' '$T_DIR/v2.bin' && cmp -s '$T_DIR/dev/q2.bin' '$T_DIR/v2.bin'"
 t_check "the image and the delta are objects in the bucket" \
 	sh -c "find '$T_DIR/s3/fw' -name '*.img*' | grep -q . && find '$T_DIR/s3/fw' -name '*.delta*' | grep -q ."
+V2SHA=$(t_sha "$T_DIR/v2.bin")
+t_check "the import manifest is an object in the bucket too" \
+	sh -c "find '$T_DIR/s3/fw' -name '$V2SHA.importmanifest.json*' | grep -q ."
+mf=$(find "$T_DIR/s3/fw" -name "$V2SHA.importmanifest.json*" -type f ! -name '*metadata*' | head -1)
+t_check "... naming the image as staged, with its SHA-256 and the delta" sh -c \
+	"jq -e '.updateId.provider == \"contoso\" and (.files[0].filename == \"$V2SHA.img\") and (.files[0].relatedFiles | length) == 1' '$mf' >/dev/null"
 staged=$(sed -n 's/.*staged \([0-9]*\) bytes.*/\1/p' "$T_DIR/a.err")
 t_check "staged: the image's bytes and the delta's" test "$staged" -gt 150000
 url=$("$DELTAGATE" shadow --broker "$MQTT_URL" get q1 | jq -r .state.desired.softwareURL)
