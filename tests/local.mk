@@ -64,6 +64,13 @@ tests_unit_test_sigv4_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_sigv4_LDADD = $(UNITLDADD)
 EXTRA_DIST += tests/sigv4_ref.py
 
+# --- serial A (issue 12): the YMODEM engine
+UNIT_TESTS += tests/unit/test_ymodem
+tests_unit_test_ymodem_SOURCES = tests/unit/test_ymodem.c proxy/dg_ymodem.c proxy/dg_sproto.c
+tests_unit_test_ymodem_CFLAGS = $(UNITCFLAGS) -I$(top_srcdir)/proxy
+tests_unit_test_ymodem_LDADD = $(UNITLDADD)
+# --- end serial A (unit)
+
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 tests_unit_test_err_CFLAGS = $(UNITCFLAGS)
