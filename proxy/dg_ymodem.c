@@ -395,8 +395,15 @@ ym_timeout(dg_sproto *s)
 		resend(s, DG_SPROTO_EXT_TIMEOUT, "no start ('C' or NAK) from the receiver");
 		break;
 	case S_WAIT_DATA:
-	case S_WAIT_CLOSE:
 		resend(s, DG_SPROTO_EXT_TIMEOUT, "no request for the next block");
+		break;
+	case S_WAIT_CLOSE:
+	case S_WAIT_ACKEND:
+		/* the EOT was acknowledged: the receiver has the whole file.
+		 * Receivers that install at once never ask for the closing
+		 * block, and rb may exit before its last ACK leaves the tty;
+		 * sb does not insist either. */
+		finish(s, 1, 0, "ymodem: file complete (end of batch not acknowledged)");
 		break;
 	case S_FINISHED:
 		break;

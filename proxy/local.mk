@@ -21,7 +21,8 @@ proxy_libdgproxy_la_LIBADD += $(COAP_LIBS)
 proxy_libdgproxy_la_LIBADD += cache/libdgcache.la
 
 # --- serial A (issue 12): protocol engines, lines, the serial driver
-proxy_libdgproxy_la_SOURCES += proxy/dg_sproto.h proxy/dg_sproto.c proxy/dg_ymodem.c
+proxy_libdgproxy_la_SOURCES += proxy/dg_sproto.h proxy/dg_sproto.c proxy/dg_ymodem.c \
+	proxy/dg_serial_line.c proxy/dg_serial_line.h
 # --- end serial A
 
 sbin_PROGRAMS += proxy/deltagated

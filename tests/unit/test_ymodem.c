@@ -346,6 +346,40 @@ test_corrupted_ack(void **state)
 	dg_sproto_ymodem.free(s);
 }
 
+/* After the acknowledged EOT the file is complete: a receiver that never
+ * asks for (or acknowledges) the closing block does not fail it. */
+static void
+test_unacknowledged_batch_end(void **state)
+{
+	int ask;
+
+	(void)state;
+	fill();
+	for (ask = 0; ask < 2; ask++) {
+		dg_sproto *s = mk(img, 100, "fw.bin", NULL, 0);
+		uint8_t blk[1024];
+		size_t len;
+
+		feed(s, 'C');
+		take_block(blk, &len, 1);
+		feed(s, ACK);
+		feed(s, 'C');
+		take_block(blk, &len, 1);
+		feed(s, ACK);
+		take_byte(EOT);
+		feed(s, ACK); /* lrzsz acknowledges the first EOT at once */
+		if (ask) {
+			feed(s, 'C');
+			take_block(blk, &len, 1);
+		}
+		assert_int_equal(io.done, 0);
+		dg_sproto_ymodem.timeout(s);
+		assert_int_equal(io.done, 1);
+		assert_int_equal(io.ok, 1);
+		dg_sproto_ymodem.free(s);
+	}
+}
+
 static void
 test_can_can(void **state)
 {
@@ -534,6 +568,7 @@ main(void)
 		cmocka_unit_test(test_nak_fallback),
 		cmocka_unit_test(test_block128_option),
 		cmocka_unit_test(test_corrupted_ack),
+		cmocka_unit_test(test_unacknowledged_batch_end),
 		cmocka_unit_test(test_can_can),
 		cmocka_unit_test(test_abort_sends_can),
 		cmocka_unit_test(test_timeouts_exhaust_retries),
