@@ -1,11 +1,15 @@
 #!/bin/sh
 # Our YMODEM sender (dg_ymodem engine over dg_serial_line, driven by
 # tests/serial_send) against a real receiver we did not write: lrzsz's
-# `rb --ymodem`, through a socat pty pair. Plus the sender's faults:
-# a silent receiver, a receiver that cancels, bad line settings, locks.
+# `rb --ymodem`, through a socat pty pair; lrzsz's `sb --ymodem` into our
+# simulator's YMODEM bootloader (examples/serial-device), so the simulator
+# is checked by a real peer too; then our sender into the simulator with
+# line faults. Plus: a silent receiver, a receiver that cancels, bad line
+# settings, locks.
 set -u
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib.sh"
 SEND="$top_builddir/tests/serial_send"
+SIM="$top_builddir/examples/serial-device/serial-device"
 W=$T_DIR
 N=0
 
@@ -80,4 +84,86 @@ T_PIDS="$T_PIDS $!"
 t_check "a stale lock (dead pid) is taken over and the transfer runs" [ $? -eq 0 ]
 t_check "the stale lock was reported" grep -q "stale lock" "$W/stale.err"
 t_check "the lock is released after the transfer" [ ! -e "$lk" ]
+# --- the simulator's YMODEM bootloader, fed by lrzsz's sb
+# sim_start NAME ARGS...: a simulated device; waits for its ready file
+sim_start() {
+	_n=$1; shift
+	mkdir -p "$W/dev"
+	rm -f "$W/dev/$_n.ready"
+	"$SIM" --name "$_n" --dir "$W/dev" --link "$W/dev/$_n.tty" \
+		--ready-file "$W/dev/$_n.ready" "$@" 2>"$W/dev/$_n.log" &
+	SIMPID=$!
+	T_PIDS="$T_PIDS $SIMPID"
+	t_wait_for 10 test -s "$W/dev/$_n.ready"
+}
+# enter_bootloader NAME: the chat an operator would do
+enter_bootloader() {
+	printf 'update\r' >"$W/dev/$1.tty"
+}
+
+(printf 'DGVERSION=2.3.4\n'; head -c 60000 /dev/urandom) >"$W/fw234"
+sim_start sb1
+t_check "the simulator writes its ready file (name and pty)" grep -q "^sb1 /dev/pts/" "$W/dev/sb1.ready"
+enter_bootloader sb1
+sb --ymodem "$W/fw234" <"$W/dev/sb1.tty" >"$W/dev/sb1.tty" 2>"$W/sb1.err"
+t_check "sb --ymodem (128-byte blocks) into the simulator succeeds" [ $? -eq 0 ]
+t_check "the simulator installed the image sb sent" cmp "$W/fw234" "$W/dev/sb1.img"
+t_check "the simulator keeps the image's version" grep -qx "2.3.4" "$W/dev/sb1.version"
+enter_bootloader sb1
+sb -k --ymodem "$W/img50k" <"$W/dev/sb1.tty" >"$W/dev/sb1.tty" 2>"$W/sb1k.err"
+t_check "sb -k --ymodem (1 KiB blocks) into the simulator succeeds" [ $? -eq 0 ]
+t_check "the 1 KiB-block image installed intact" cmp "$W/img50k" "$W/dev/sb1.img"
+kill "$SIMPID"
+
+# --- our sender into the simulator, with line faults (seeded: the same
+# errors every run)
+(printf 'DGVERSION=3.0.0\n'; head -c 100000 /dev/urandom) >"$W/fw300"
+sim_start flip --flip-rate 1e-4 --seed 7
+enter_bootloader flip
+"$SEND" -t 1500 -r 20 "$W/dev/flip.tty" "$W/fw300" >"$W/flip.out" 2>"$W/flip.err"
+t_check "bit errors 1e-4: the transfer succeeds" [ $? -eq 0 ]
+t_diag "bit errors: $(cat "$W/flip.out")"
+t_check "bit errors 1e-4: retransmissions counted (> 0)" \
+	awk '{ exit !($4 > 0) }' "$W/flip.out"
+t_check "bit errors 1e-4: the image arrived intact" cmp "$W/fw300" "$W/dev/flip.img"
+kill "$SIMPID"
+
+sim_start drop --drop-rate 2e-5 --seed 3
+enter_bootloader drop
+"$SEND" -t 1500 -r 10 "$W/dev/drop.tty" "$W/fw300" >"$W/drop.out" 2>"$W/drop.err"
+t_check "dropped bytes: the transfer succeeds" [ $? -eq 0 ]
+t_diag "dropped bytes: $(cat "$W/drop.out")"
+t_check "dropped bytes: the image arrived intact" cmp "$W/fw300" "$W/dev/drop.img"
+kill "$SIMPID"
+
+sim_start cancel -o cancel-after=5
+enter_bootloader cancel
+"$SEND" -t 1500 -r 3 "$W/dev/cancel.tty" "$W/fw300" >"$W/cancel.out" 2>"$W/cancel.err"
+t_check "the device cancels (CAN CAN): CANCELED 0x90D00003" grep -q "result 0x90D00003" "$W/cancel.out"
+t_check "the device that canceled keeps no image" [ ! -e "$W/dev/cancel.img" ]
+kill "$SIMPID"
+
+# power cut at a byte count: the sender sees the line go; the device comes
+# back on a new pty with its old version
+printf '1.0.0' >"$W/dev/cut.version"
+sim_start cut --cut-at 50000 --off-ms 200
+enter_bootloader cut
+"$SEND" -t 1500 -r 3 "$W/dev/cut.tty" "$W/fw300" >"$W/cut.out" 2>"$W/cut.err"
+t_check "power cut mid-transfer: the sender fails" [ $? -eq 1 ]
+t_check "power cut mid-transfer: LINE_GONE 0x90D00005" grep -q "result 0x90D00005" "$W/cut.out"
+t_check "the device cut its power at the byte count" grep -q "power cut at byte 50000" "$W/dev/cut.log"
+t_check "the device comes back (its bootloader starts again)" \
+	t_wait_for 10 sh -c "[ \$(grep -c 'bootloader up' '$W/dev/cut.log') -ge 2 ]"
+t_check "the device came back with its old version" grep -qx "1.0.0" "$W/dev/cut.version"
+enter_bootloader cut
+"$SEND" -t 1500 -r 3 "$W/dev/cut.tty" "$W/fw300" >"$W/cut2.out" 2>"$W/cut2.err"
+t_check "after the power cut a new transfer succeeds" [ $? -eq 0 ]
+t_check "and installs the image" cmp "$W/fw300" "$W/dev/cut.img"
+kill "$SIMPID"
+
+sim_start stall --stall-at 3000
+enter_bootloader stall
+"$SEND" -t 300 -r 3 "$W/dev/stall.tty" "$W/fw300" >"$W/stall.out" 2>"$W/stall.err"
+t_check "a device that stops answering: RETRIES 0x90D00002" grep -q "result 0x90D00002" "$W/stall.out"
+kill "$SIMPID"
 t_done
