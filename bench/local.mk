@@ -35,3 +35,5 @@ bench_delta_apply_bench_CFLAGS = $(src_libdgcore_la_CFLAGS)
 bench_delta_apply_bench_LDADD = src/libdgcore.la
 # --- reliability (issue 11): the long form of tests/reliability, soak
 EXTRA_DIST += bench/reliability/run.sh bench/reliability/soak.sh bench/reliability/valgrind-deltagated
+# --- serial A (issue 12)
+EXTRA_DIST += bench/serial docs/serial.md
