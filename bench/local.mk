@@ -37,3 +37,5 @@ bench_delta_apply_bench_LDADD = src/libdgcore.la
 EXTRA_DIST += bench/reliability/run.sh bench/reliability/soak.sh bench/reliability/valgrind-deltagated bench/reliability/repeat.sh
 # install (issue 14): sizes per small-flash configuration
 EXTRA_DIST += bench/install
+# --- serial A (issue 12)
+EXTRA_DIST += bench/serial docs/serial.md

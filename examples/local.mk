@@ -16,3 +16,9 @@ update-option-docs: proxy/deltagated$(EXEEXT) src/deltagate-shadowd$(EXEEXT)
 	$(SHELL) $(srcdir)/scripts/option-docs update src/deltagate-shadowd$(EXEEXT) \
 		$(srcdir)/docs/deltagate-shadowd.8 $(srcdir)/examples/deltagate-shadowd.conf
 .PHONY: update-option-docs
+# --- serial A (issue 12): the serial device simulator
+noinst_PROGRAMS += examples/serial-device/serial-device
+examples_serial_device_serial_device_SOURCES = examples/serial-device/main.c \
+	examples/serial-device/sim.h examples/serial-device/sim_ymodem.c
+examples_serial_device_serial_device_CFLAGS = $(AM_CFLAGS)
+# --- end serial A

@@ -20,6 +20,11 @@ proxy_libdgproxy_la_CFLAGS += $(COAP_CFLAGS)
 proxy_libdgproxy_la_LIBADD += $(COAP_LIBS)
 proxy_libdgproxy_la_LIBADD += cache/libdgcache.la
 
+# --- serial A (issue 12): protocol engines, lines, the serial driver
+proxy_libdgproxy_la_SOURCES += proxy/dg_sproto.h proxy/dg_sproto.c proxy/dg_ymodem.c \
+	proxy/dg_serial_line.c proxy/dg_serial_line.h
+# --- end serial A
+
 sbin_PROGRAMS += proxy/deltagated
 proxy_deltagated_SOURCES = proxy/deltagated.c
 proxy_deltagated_CFLAGS = $(src_libdgcore_la_CFLAGS)

@@ -64,6 +64,13 @@ tests_unit_test_sigv4_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_sigv4_LDADD = $(UNITLDADD)
 EXTRA_DIST += tests/sigv4_ref.py
 
+# --- serial A (issue 12): the YMODEM engine
+UNIT_TESTS += tests/unit/test_ymodem
+tests_unit_test_ymodem_SOURCES = tests/unit/test_ymodem.c proxy/dg_ymodem.c proxy/dg_sproto.c
+tests_unit_test_ymodem_CFLAGS = $(UNITCFLAGS) -I$(top_srcdir)/proxy
+tests_unit_test_ymodem_LDADD = $(UNITLDADD)
+# --- end serial A (unit)
+
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 tests_unit_test_err_CFLAGS = $(UNITCFLAGS)
@@ -254,3 +261,11 @@ AM_TESTS_ENVIRONMENT += DG_SBINDIR='$(sbindir)' DG_BINDIR='$(bindir)' \
 	DG_DOCDIR DG_SYSCONFDIR DG_LOCALSTATEDIR DG_SYSTEMDUNITDIR DG_SYSUSERSDIR;
 TESTS += $(INSTALL_TESTS)
 EXTRA_DIST += $(INSTALL_TESTS) tests/notify-listen.py tests/openwrt-functions.sh
+
+# --- serial A (issue 12): YMODEM against lrzsz over socat pty pairs
+INTEGRATION_TESTS += tests/integration/70-serial-ymodem-lrzsz.sh
+check_PROGRAMS += tests/serial_send
+tests_serial_send_SOURCES = tests/serial_send.c
+tests_serial_send_CFLAGS = $(src_libdgcore_la_CFLAGS) -I$(top_srcdir)/proxy
+tests_serial_send_LDADD = proxy/libdgproxy.la src/libdgcore.la
+# --- end serial A
