@@ -18,7 +18,7 @@ HPATCHZ=${HPATCHZ:-$(dirname "$HDIFFZ")/hpatchz}
 W=${BENCH_WORK:-$(mktemp -d /tmp/dgmcu.XXXXXX)}
 T=/usr/bin/time
 PAIRS=${PAIRS:-"cm0p cm4 rv32 esp32c3 lx106"}
-TOOLS=${TOOLS:-"deltagate hdiffpatch bsdiff xdelta3 zstd-19"}
+TOOLS=${TOOLS:-"deltagate deltagate-noarch hdiffpatch bsdiff xdelta3 zstd-19"}
 
 echo "command: $0 $*"
 echo "machine: $(nproc) CPUs, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
@@ -50,6 +50,7 @@ for p in $PAIRS; do
 	for tool in $TOOLS; do
 		case $tool in
 		deltagate) measure "$p" $tool "$DG diff --force $s $t $W/d.dg" "$DG apply $s $W/d.dg $W/o.dg" "$W/d.dg" "$W/o.dg" ;;
+		deltagate-noarch) measure "$p" $tool "$DG diff --force --arch none $s $t $W/d.dg" "$DG apply $s $W/d.dg $W/o.dg" "$W/d.dg" "$W/o.dg" ;;
 		hdiffpatch) measure "$p" $tool "$HDIFFZ -f -m-3 -block-0 -SD-2m -c-lzma2-9-16m $s $t $W/d.hd" "$HPATCHZ -f $s $W/d.hd $W/o.hd" "$W/d.hd" "$W/o.hd" ;;
 		bsdiff) measure "$p" $tool "bsdiff $s $t $W/d.bs" "bspatch $s $W/o.bs $W/d.bs" "$W/d.bs" "$W/o.bs" ;;
 		xdelta3) measure "$p" $tool "xdelta3 -e -9 -S djw -f -s $s $t $W/d.xd" "xdelta3 -d -f -s $s $W/d.xd $W/o.xd" "$W/d.xd" "$W/o.xd" ;;
