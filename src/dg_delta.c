@@ -3443,16 +3443,27 @@ finalize(struct gen *g, struct plan *plans, size_t nplans, size_t best, struct j
 	for (i = 0; i < nm; i++) {
 		struct job *j = map[i].j;
 		struct part *dst = &j->plan->items[j->item].p[map[i].k];
+		/* the estimate's compression stays when the final one is not
+		 * smaller (xz in segments can lose to one zstd stream) */
+		struct part keep = *dst;
 
-		dg_buf_free(&dst->comp);
 		memset(dst, 0, sizeof(*dst));
 		if (map[i].zi != SIZE_MAX) {
 			*dst = res[map[i].zi];
 			memset(&res[map[i].zi], 0, sizeof(res[0]));
 		}
 		if ((err = choose_part(j->st[map[i].k].data, j->st[map[i].k].len, dst,
-				       &res[map[i].xi], map[i].nx)))
+				       &res[map[i].xi], map[i].nx))) {
+			dg_buf_free(&keep.comp);
 			goto fail;
+		}
+		if (keep.comp.data && keep.clen == keep.comp.len && keep.rlen == dst->rlen &&
+		    keep.clen < dst->clen) {
+			dg_buf_free(&dst->comp);
+			*dst = keep;
+		} else {
+			dg_buf_free(&keep.comp);
+		}
 	}
 fail:
 	for (c = 0; res && c < nj; c++)
