@@ -35,6 +35,7 @@ measure() {
 	fi
 	$T -f "%e %U %M" -o "$W/app.t" sh -c "$app" >/dev/null 2>"$W/app.err" || true
 	ok=FAIL; cmp -s "$out" "$C/$pair.v2.bin" && ok=ok
+	# shellcheck disable=SC2046 # the fields are meant to split
 	set -- $(cat "$W/gen.t") $(cat "$W/app.t")
 	dsz=$(stat -c %s "$delta")
 	printf "%-8s %-10s %9d %6.2f%% %7.2f %7.2f %7.2f %8d %s\n" "$pair" "$tool" "$dsz" \
