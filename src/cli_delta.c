@@ -27,6 +27,7 @@
 
 #include "dg_cli.h"
 #include "dg_delta.h"
+#include "dg_mcu.h"
 #include "dg_json.h"
 #include "dg_log.h"
 #include "dg_recomp.h"
@@ -216,7 +217,7 @@ diff_usage(FILE *f)
 {
 	fprintf(f, "usage: deltagate diff SOURCE TARGET DELTA [--recompressed-target FILE]\n"
 		   "       [--sign-command CMD] [--level N] [--threads N] [--split-every SIZE]\n"
-		   "       [--force] [--verbose]\n"
+		   "       [--arch thumb2|xtensa|rv32|none] [--base ADDR] [--force] [--verbose]\n"
 		   "Write a delta that rebuilds TARGET from SOURCE; it is verified before\n"
 		   "it is written. --force writes it even if it is not smaller than the\n"
 		   "compressed target. When TARGET has gzip members zlib cannot rebuild\n"
@@ -226,7 +227,11 @@ diff_usage(FILE *f)
 		   "is written to the --recompressed-target FILE (then required).\n"
 		   "--split-every: restart points in gzip members about every SIZE\n"
 		   "expanded bytes (default 2M; 0: none), so that apply can inflate and\n"
-		   "deflate a member in several threads.\n");
+		   "deflate a member in several threads.\n"
+		   "--arch, --base: microcontroller firmware: predict that architecture's\n"
+		   "branches and addresses over a flat image loaded at ADDR (default:\n"
+		   "detected from ESP app images, ELF, a Cortex-M vector table; none:\n"
+		   "no prediction). A wrong guess costs size, never correctness.\n");
 }
 
 int
@@ -239,6 +244,8 @@ dg_cli_diff(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "split-every", required_argument, NULL, 'S' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "arch", required_argument, NULL, 'A' },
+		{ "base", required_argument, NULL, 'B' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -279,6 +286,22 @@ dg_cli_diff(int argc, char **argv)
 			a.o.split_every = sz ? sz : DG_DELTA_SPLIT_NONE;
 			break;
 		case 'f': a.o.allow_larger = 1; break;
+		case 'A':
+			if (!strcmp(optarg, "none")) {
+				a.o.mcu_arch = DG_DELTA_MCU_OFF;
+			} else if ((a.o.mcu_arch = (int)dg_mcu_arch_from_name(optarg)) == 0) {
+				fprintf(stderr, "deltagate diff: --arch must be thumb2, xtensa, rv32 or none\n");
+				return DG_EXIT_USAGE;
+			}
+			break;
+		case 'B':
+			if (dg_util_parse_i64(optarg, 0, 0xFFFFFFFFll, &v)) {
+				fprintf(stderr, "deltagate diff: --base must be an address below 4G\n");
+				return DG_EXIT_USAGE;
+			}
+			a.o.mcu_base = (uint32_t)v;
+			a.o.mcu_base_set = 1;
+			break;
 		case 'v':
 			verbose = 1;
 			dg_log_set_level(DG_LOG_DEBUG);

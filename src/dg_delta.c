@@ -20,6 +20,7 @@
 #include <zstd_errors.h>
 
 #include "dg_bcj.h"
+#include "dg_mcu.h"
 #include "dg_bsdiff.h"
 #include "dg_delta.h"
 #include "dg_gzip.h"
@@ -37,10 +38,10 @@
 #define MAX_CTRL_RATIO 64 /* control bytes per target byte, generous */
 
 enum { KIND_RAW = 1, KIND_COPY = 2, KIND_BSDIFF = 3, KIND_ZPATCH = 4, KIND_BSDIFF_X64 = 5,
-       KIND_ARCHIVE = 6, KIND_ARCHIVE_SPLIT = 7, KIND_MAX_ };
+       KIND_ARCHIVE = 6, KIND_ARCHIVE_SPLIT = 7, KIND_BSDIFF_MCU = 8, KIND_MAX_ };
 
 /* parts each kind uses; the others must be empty */
-static const unsigned kind_parts[KIND_MAX_] = { 0, 1, 0, 3, 1, 4, 1, 1 };
+static const unsigned kind_parts[KIND_MAX_] = { 0, 1, 0, 3, 1, 4, 1, 1, 4 };
 enum { CODEC_NONE = 0, CODEC_ZSTD = 1, CODEC_XZ = 2, CODEC_MAX_ };
 
 /* Streamed parts (control, diff, extra) are encoded with windows of at most
@@ -353,7 +354,8 @@ parse_delta(const struct din *d, uint64_t max_target, struct header *h, struct i
 			break;
 		case KIND_BSDIFF:
 		case KIND_BSDIFF_X64:
-			if (it->kind == KIND_BSDIFF_X64 && it->filter)
+		case KIND_BSDIFF_MCU:
+			if (it->kind != KIND_BSDIFF && it->filter)
 				err = DG_ERR_DELTA_CORRUPT;
 			if (it->p[1].rlen > it->out_len ||
 			    it->p[1].rlen + it->p[2].rlen != it->out_len ||
@@ -1317,6 +1319,8 @@ apply_predict(struct applier *a, const struct item *it, uint8_t *s)
 	struct preader r;
 	struct xmap m = { NULL, 0 };
 	uint8_t *map = NULL;
+	dg_mcu_map mm;
+	size_t used = 0;
 	dg_err err;
 
 	if (it->p[3].rlen > a->mem_limit / 4)
@@ -1330,9 +1334,19 @@ apply_predict(struct applier *a, const struct item *it, uint8_t *s)
 	}
 	if ((err = preader_read(&r, map, (size_t)it->p[3].rlen)) || (err = preader_finish(&r)))
 		goto fail;
-	if ((err = xmap_build(map, (size_t)it->p[3].rlen, it->src_len, &m)))
+	if (it->kind == KIND_BSDIFF_MCU) {
+		/* the address map, then the first pass's control stream */
+		if (dg_mcu_map_read(map, (size_t)it->p[3].rlen, it->src_len, &mm, &used) != 0) {
+			err = DG_ERR_DELTA_CORRUPT;
+			goto fail;
+		}
+	}
+	if ((err = xmap_build(map + used, (size_t)it->p[3].rlen - used, it->src_len, &m)))
 		goto fail;
-	dg_bcj_x64_predict(s, (size_t)it->src_len, xmap_shift, &m);
+	if (it->kind == KIND_BSDIFF_MCU)
+		dg_mcu_predict(s, (size_t)it->src_len, &mm, xmap_shift, &m);
+	else
+		dg_bcj_x64_predict(s, (size_t)it->src_len, xmap_shift, &m);
 fail:
 	free(m.b);
 	free(map);
@@ -1391,6 +1405,7 @@ apply_items(struct applier *a, const struct item *items, uint32_t nitems)
 			err = apply_frame(a, it, src, out);
 			break;
 		case KIND_BSDIFF_X64:
+		case KIND_BSDIFF_MCU:
 			if ((err = scratch_new(a, (size_t)it->src_len, &s)))
 				return err;
 			if (it->src_len)
@@ -2459,6 +2474,7 @@ kind_name(unsigned k)
 	case KIND_BSDIFF: return "bsdiff";
 	case KIND_ZPATCH: return "zstd-patch-from";
 	case KIND_BSDIFF_X64: return "bsdiff-x86-64-predict";
+	case KIND_BSDIFF_MCU: return "bsdiff-mcu-predict";
 	case KIND_ARCHIVE: return "archive";
 	case KIND_ARCHIVE_SPLIT: return "archive-chunked";
 	default: return "unknown";
@@ -2508,7 +2524,8 @@ dg_delta_inspect_file(const char *path, dg_delta_info **out)
 	for (i = 0; i < info->h.nitems; i++) {
 		const struct item *it = &info->items[i];
 
-		if (it->kind == KIND_BSDIFF || it->kind == KIND_BSDIFF_X64)
+		if (it->kind == KIND_BSDIFF || it->kind == KIND_BSDIFF_X64 ||
+		    it->kind == KIND_BSDIFF_MCU)
 			snprintf(info->codecs[i], sizeof(info->codecs[i]), "%s,%s,%s,%s",
 				 codec_name(it->p[0].codec), codec_name(it->p[1].codec),
 				 codec_name(it->p[2].codec), codec_name(it->p[3].codec));
@@ -2908,6 +2925,7 @@ struct job {
 	int last, sparse;
 	struct job *twin;      /* predict: the unfiltered bsdiff job its first
 	                        * pass also does (its run is run_twin) */
+	const dg_mcu_map *mcu; /* MCU prediction: the source's address map */
 	dg_err err;
 };
 
@@ -3145,6 +3163,86 @@ out:
 	j->err = err;
 }
 
+/* MCU firmware: as run_predict, with the architecture's prediction over
+ * the address map; part 3 is the map, then the first pass's control. */
+static void
+run_predict_mcu(struct gen *g, struct job *j)
+{
+	struct item *it = &j->plan->items[0];
+	dg_buf ctrl1, diff1, extra1;
+	dg_bsdiff_index *idx = NULL;
+	struct xmap m = { NULL, 0 };
+	uint8_t *ps = NULL, mapb[4 + 20 * DG_MCU_MAX_REGIONS];
+	dg_err err;
+
+	memset(&ctrl1, 0, sizeof(ctrl1));
+	memset(&diff1, 0, sizeof(diff1));
+	memset(&extra1, 0, sizeof(extra1));
+	job_free_streams(j);
+	if ((err = diff_split(j->idx, j->t, j->len, g->threads, &ctrl1, &diff1, &extra1)))
+		goto out;
+	dg_buf_free(&diff1);
+	dg_buf_free(&extra1);
+	if ((err = xmap_build(ctrl1.data, ctrl1.len, j->sn, &m)))
+		goto out;
+	ps = malloc(j->sn ? j->sn : 1);
+	if (!ps) {
+		err = DG_ERR_NOMEM;
+		goto out;
+	}
+	memcpy(ps, j->s, j->sn);
+	dg_mcu_predict(ps, j->sn, j->mcu, xmap_shift, &m);
+	dg_mcu_map_write(j->mcu, mapb);
+	if ((err = dg_bsdiff_index_new(ps, j->sn, &idx)) ||
+	    (err = diff_split(idx, j->t, j->len, g->threads, &j->st[0], &j->st[1], &j->st[2])) ||
+	    (err = dg_buf_append(&j->st[3], mapb, dg_mcu_map_size(j->mcu))) ||
+	    (err = dg_buf_append(&j->st[3], ctrl1.data, ctrl1.len)))
+		goto out;
+	it->kind = KIND_BSDIFF_MCU;
+	it->out_len = j->len;
+	it->src_len = j->sn;
+	err = estimate_parts(g, j, it);
+out:
+	dg_bsdiff_index_free(idx);
+	dg_buf_free(&ctrl1);
+	dg_buf_free(&diff1);
+	dg_buf_free(&extra1);
+	free(ps);
+	free(m.b);
+	if (err)
+		job_free_streams(j);
+	j->err = err;
+}
+
+/* The source's address map for the MCU prediction: the override, or what
+ * the source and target say they are. 0 when there is none. */
+static int
+mcu_map_for(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
+	    const dg_delta_diff_opts *o, dg_mcu_map *sm)
+{
+	dg_mcu_map tm;
+	dg_mcu_arch a;
+
+	if (o && o->mcu_arch == DG_DELTA_MCU_OFF)
+		return 0;
+	a = dg_mcu_detect(src, n, sm);
+	/* the target's segments give the regions' target offsets; flat images
+	 * need none (a base that differs costs size only) */
+	if (a != DG_MCU_NONE && sm->n > 1 &&
+	    (dg_mcu_detect(tgt, m, &tm) != a || dg_mcu_pair(sm, &tm) != 0))
+		a = DG_MCU_NONE;
+	if (o && o->mcu_arch > 0 && o->mcu_arch < DG_MCU_ARCH_MAX_ &&
+	    (a != (dg_mcu_arch)o->mcu_arch || o->mcu_base_set)) {
+		dg_mcu_flat(sm, (dg_mcu_arch)o->mcu_arch, o->mcu_base_set ? o->mcu_base : 0, n);
+		return 1;
+	}
+	if (a == DG_MCU_NONE)
+		return 0;
+	if (o && o->mcu_base_set)
+		dg_mcu_flat(sm, a, o->mcu_base, n);
+	return 1;
+}
+
 /* A bsdiff job done by its predict twin. */
 static void
 run_twin(struct gen *g, struct job *j)
@@ -3355,16 +3453,27 @@ finalize(struct gen *g, struct plan *plans, size_t nplans, size_t best, struct j
 	for (i = 0; i < nm; i++) {
 		struct job *j = map[i].j;
 		struct part *dst = &j->plan->items[j->item].p[map[i].k];
+		/* the estimate's compression stays when the final one is not
+		 * smaller (xz in segments can lose to one zstd stream) */
+		struct part keep = *dst;
 
-		dg_buf_free(&dst->comp);
 		memset(dst, 0, sizeof(*dst));
 		if (map[i].zi != SIZE_MAX) {
 			*dst = res[map[i].zi];
 			memset(&res[map[i].zi], 0, sizeof(res[0]));
 		}
 		if ((err = choose_part(j->st[map[i].k].data, j->st[map[i].k].len, dst,
-				       &res[map[i].xi], map[i].nx)))
+				       &res[map[i].xi], map[i].nx))) {
+			dg_buf_free(&keep.comp);
 			goto fail;
+		}
+		if (keep.comp.data && keep.clen == keep.comp.len && keep.rlen == dst->rlen &&
+		    keep.clen < dst->clen) {
+			dg_buf_free(&dst->comp);
+			*dst = keep;
+		} else {
+			dg_buf_free(&keep.comp);
+		}
 	}
 fail:
 	for (c = 0; res && c < nj; c++)
@@ -3390,7 +3499,8 @@ diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 	unsigned threads = opts && opts->threads > 1 ? opts->threads : 1;
 	uint8_t *buf = NULL, *check = NULL;
 	size_t buflen = 0, checklen = 0, nplans = 0, nextra;
-	int predict;
+	int predict, mcu = 0;
+	dg_mcu_map mcumap;
 	uint64_t ctarget;
 	dg_delta_apply_opts ao;
 	dg_err err = DG_OK;
@@ -3431,6 +3541,9 @@ diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 	predict = nf > 0 && filters[1] == DG_BCJ_X86_64;
 	if (predict)
 		nf = 0;
+	/* microcontroller firmware: the architecture's prediction */
+	if (!predict && (nf == 0 || filters[1] == DG_BCJ_ARMT || (opts && opts->mcu_arch > 0)))
+		mcu = mcu_map_for(src, n, tgt, m, opts, &mcumap);
 	fs[0] = (uint8_t *)src;
 	ft[0] = (uint8_t *)tgt;
 	nv = 1;
@@ -3499,7 +3612,7 @@ diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 
 	/* extra single-item plans: zstd patch-from, x86-64 prediction (for
 	 * x86-64 executables), and last the raw target (the yardstick) */
-	nextra = 2 + predict;
+	nextra = 2 + predict + mcu;
 	nplans = nv + nextra;
 	jobs = calloc(nv * nchunks + nextra, sizeof(*jobs));
 	if (!jobs) {
@@ -3525,6 +3638,11 @@ diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 		if (i == nv) {
 			j->run = run_zpatch;
 			snprintf(plans[i].method, sizeof(plans[i].method), "zstd-patch-from");
+		} else if (mcu) {
+			j->run = run_predict_mcu;
+			j->mcu = &mcumap;
+			snprintf(plans[i].method, sizeof(plans[i].method), "bsdiff+%s-predict",
+				 dg_mcu_arch_name((dg_mcu_arch)mcumap.arch));
 		} else {
 			j->run = run_predict;
 			snprintf(plans[i].method, sizeof(plans[i].method), "bsdiff+x86-64-predict");

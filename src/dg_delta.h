@@ -83,7 +83,16 @@ typedef struct dg_delta_diff_opts {
 	dg_delta_progress_fn progress; /* may be NULL */
 	void *progress_arg;
 	const atomic_int *cancel;      /* may be NULL */
+	/* MCU firmware prediction (issue 15): 0 = detect the image
+	 * (ESP app image, ELF, Cortex-M vector table, instruction mix);
+	 * 1 thumb2, 2 xtensa, 3 rv32 (dg_mcu_arch) = that architecture over
+	 * a flat image; DG_DELTA_MCU_OFF = none */
+	int mcu_arch;
+	int mcu_base_set;   /* mcu_base given: the image loads there */
+	uint32_t mcu_base;
 } dg_delta_diff_opts;
+
+#define DG_DELTA_MCU_OFF (-1)
 
 /* What the generator chose, for reports and benchmarks. */
 typedef struct dg_delta_diff_stats {

@@ -29,7 +29,8 @@ src_libdgcore_la_SOURCES += \
 src_libdgcore_la_SOURCES += \
 	src/dg_delta.c src/dg_delta.h \
 	src/dg_bsdiff.c src/dg_bsdiff.h \
-	src/dg_bcj.c src/dg_bcj.h
+	src/dg_bcj.c src/dg_bcj.h \
+	src/dg_mcu.c src/dg_mcu.h src/dg_bcj_thumb2.c src/dg_bcj_xtensa.c src/dg_bcj_riscv.c
 # .swu (cpio newc/crc), reproducible gzip, import manifest
 src_libdgcore_la_SOURCES += \
 	src/dg_swu.c src/dg_swu.h \

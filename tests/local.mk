@@ -37,6 +37,10 @@ UNIT_TESTS += tests/unit/test_cache tests/unit/test_cache_crash
 UNIT_TESTS += tests/unit/test_delta
 tests_unit_test_delta_CFLAGS = $(UNITCFLAGS)
 tests_unit_test_delta_LDADD = $(UNITLDADD)
+# --- MCU prediction unit tests (issue 15)
+UNIT_TESTS += tests/unit/test_mcu
+tests_unit_test_mcu_CFLAGS = $(UNITCFLAGS)
+tests_unit_test_mcu_LDADD = $(UNITLDADD)
 # .swu, gzip, manifest
 UNIT_TESTS += tests/unit/test_swu tests/unit/test_gzip tests/unit/test_manifest
 tests_unit_test_manifest_CFLAGS = $(UNITCFLAGS)
