@@ -65,4 +65,4 @@ AM_DISTCHECK_CONFIGURE_FLAGS = --with-systemd \
 EXTRA_DIST += packaging/openwrt/deltagate/Makefile \
 	packaging/openwrt/deltagate/files/deltagated.init \
 	packaging/openwrt/deltagate/files/deltagate.config \
-	packaging/openwrt/paho-mqtt-c/Makefile packaging/openwrt/libdivsufsort/Makefile
+	packaging/openwrt/paho-mqtt-c/Makefile
