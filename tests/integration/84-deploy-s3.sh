@@ -40,7 +40,10 @@ t_check "the image and the delta are objects in the bucket" \
 V2SHA=$(t_sha "$T_DIR/v2.bin")
 t_check "the import manifest is an object in the bucket too" \
 	sh -c "find '$T_DIR/s3/fw' -name '$V2SHA.importmanifest.json*' | grep -q ."
-mf=$(find "$T_DIR/s3/fw" -name "$V2SHA.importmanifest.json*" -type f ! -name '*metadata*' | head -1)
+# s3rver keeps an object as KEY._S3rver_object next to KEY._S3rver_metadata.json
+# and KEY._S3rver_object.md5; a plain store keeps KEY itself
+mf=$(find "$T_DIR/s3/fw" -type f \( -name "$V2SHA.importmanifest.json" -o \
+	-name "$V2SHA.importmanifest.json._S3rver_object" \) | head -1)
 t_check "... naming the image as staged, with its SHA-256 and the delta" sh -c \
 	"jq -e '.updateId.provider == \"contoso\" and (.files[0].filename == \"$V2SHA.img\") and (.files[0].relatedFiles | length) == 1' '$mf' >/dev/null"
 staged=$(sed -n 's/.*staged \([0-9]*\) bytes.*/\1/p' "$T_DIR/a.err")
