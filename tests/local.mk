@@ -253,3 +253,30 @@ AM_TESTS_ENVIRONMENT += DG_SBINDIR='$(sbindir)' DG_BINDIR='$(bindir)' \
 	DG_DOCDIR DG_SYSCONFDIR DG_LOCALSTATEDIR DG_SYSTEMDUNITDIR DG_SYSUSERSDIR;
 TESTS += $(INSTALL_TESTS)
 EXTRA_DIST += $(INSTALL_TESTS) tests/notify-listen.py tests/openwrt-functions.sh
+
+# --- serial B (issue 12): STM32 ROM bootloader and SMP engines, their
+# simulator personalities; sim-harness is a temporary host for the
+# personalities until the real simulator (examples/serial-device/main.c)
+SERIALB_SIM = examples/serial-device/sim.h examples/serial-device/sim_stm32.c \
+	examples/serial-device/sim_smp.c
+if HAVE_CMOCKA
+UNIT_TESTS += tests/unit/test_stm32 tests/unit/test_smp
+tests_unit_test_stm32_SOURCES = tests/unit/test_stm32.c tests/unit/sproto_loop.c \
+	tests/unit/sproto_loop.h $(SERIALB_SIM)
+tests_unit_test_stm32_CFLAGS = $(UNITCFLAGS) $(CBOR_CFLAGS)
+tests_unit_test_stm32_LDADD = proxy/libdgproxy.la $(UNITLDADD) $(CBOR_LIBS)
+tests_unit_test_smp_SOURCES = tests/unit/test_smp.c tests/unit/sproto_loop.c \
+	tests/unit/sproto_loop.h $(SERIALB_SIM)
+tests_unit_test_smp_CFLAGS = $(UNITCFLAGS) $(CBOR_CFLAGS)
+tests_unit_test_smp_LDADD = proxy/libdgproxy.la $(UNITLDADD) $(CBOR_LIBS)
+endif
+check_PROGRAMS += tests/serial/sim-harness tests/serial/sproto-run
+tests_serial_sim_harness_SOURCES = tests/serial/sim-harness.c $(SERIALB_SIM)
+tests_serial_sim_harness_CFLAGS = $(src_libdgcore_la_CFLAGS) $(CBOR_CFLAGS)
+tests_serial_sim_harness_LDADD = proxy/libdgproxy.la src/libdgcore.la $(CBOR_LIBS)
+tests_serial_sproto_run_SOURCES = tests/serial/sproto-run.c
+tests_serial_sproto_run_CFLAGS = $(src_libdgcore_la_CFLAGS)
+tests_serial_sproto_run_LDADD = proxy/libdgproxy.la src/libdgcore.la
+INTEGRATION_TESTS += tests/integration/72-serial-stm32flash.sh \
+	tests/integration/73-serial-smp.sh
+# --- end serial B

@@ -13,7 +13,8 @@
  * 1 KiB pages), flash-size= (128K), page-size= (1024), base=
  * (0x08000000), wp=a-b,c (write-protected pages), legacy=yes (Erase 0x43
  * instead of 0x44), corrupt=OFFSET (store that flash byte with bit 0
- * flipped), mute=yes (never answer), version= (recorded on install).
+ * flipped), defaults= (all options back to their defaults), nack-writes=K (refuse the first K Write Memory blocks, a flaky
+ * line or flash), mute=yes (never answer), version= (recorded on install).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,15 +27,20 @@
 #define NACK 0x1F
 #define MAX_WP 64
 
-static struct {
+struct cfg {
 	unsigned pid;
 	uint32_t flash_size, page_size, base;
 	unsigned wp_lo[MAX_WP], wp_hi[MAX_WP];
 	unsigned nwp;
 	int legacy, mute;
 	long corrupt;
+	long nack_writes;       /* NACK this many Write Memory blocks first */
 	char version[64];
-} cfg = { 0x410, 128 * 1024, 1024, 0x08000000u, { 0 }, { 0 }, 0, 0, 0, -1, "" };
+};
+static const struct cfg defaults = { 0x410, 128 * 1024, 1024, 0x08000000u,
+	{ 0 }, { 0 }, 0, 0, 0, -1, 0, "" };
+static struct cfg cfg = { 0x410, 128 * 1024, 1024, 0x08000000u, { 0 }, { 0 }, 0,
+	0, 0, -1, 0, "" };
 
 enum st {
 	S_SYNC,        /* waiting for 0x7F */
@@ -78,7 +84,9 @@ stm32_option(struct sim_dev *d, const char *k, const char *v)
 	unsigned long x;
 
 	(void)d;
-	if (strcmp(k, "pid") == 0 && num(v, &x) == 0 && x <= 0xFFFF)
+	if (strcmp(k, "defaults") == 0)
+		cfg = defaults;         /* back to the defaults (unit tests) */
+	else if (strcmp(k, "pid") == 0 && num(v, &x) == 0 && x <= 0xFFFF)
 		cfg.pid = (unsigned)x;
 	else if (strcmp(k, "flash-size") == 0 && num(v, &x) == 0 && x > 0 && x <= (16ul << 20))
 		cfg.flash_size = (uint32_t)x;
@@ -92,6 +100,8 @@ stm32_option(struct sim_dev *d, const char *k, const char *v)
 		cfg.mute = strcmp(v, "yes") == 0;
 	else if (strcmp(k, "corrupt") == 0 && num(v, &x) == 0)
 		cfg.corrupt = (long)x;
+	else if (strcmp(k, "nack-writes") == 0 && num(v, &x) == 0)
+		cfg.nack_writes = (long)x;
 	else if (strcmp(k, "version") == 0 && strlen(v) < sizeof cfg.version)
 		strcpy(cfg.version, v);
 	else if (strcmp(k, "wp") == 0) {
@@ -144,13 +154,17 @@ stm32_reset(struct sim_dev *d)
 
 	if (s == NULL) {
 		s = calloc(1, sizeof *s);
-		if (s != NULL)
-			s->flash = malloc(cfg.flash_size);
-		if (s == NULL || s->flash == NULL) {
+		if (s == NULL) {
 			fprintf(stderr, "sim stm32: out of memory\n");
 			exit(1);
 		}
 		sim_stm32.state = s;
+	}
+	free(s->flash);         /* flash-size= may have changed */
+	s->flash = malloc(cfg.flash_size);
+	if (s->flash == NULL) {
+		fprintf(stderr, "sim stm32: out of memory\n");
+		exit(1);
 	}
 	memset(s->flash, 0xFF, cfg.flash_size);
 	img = sim_image(d, &n);
@@ -294,6 +308,11 @@ do_write(struct sim_dev *d, struct st32 *s)
 
 	if (!in_flash(s->addr, n)) {
 		sim_log(d, "stm32: write outside the flash at 0x%08x", (unsigned)s->addr);
+		goto nack;
+	}
+	if (cfg.nack_writes > 0) {
+		cfg.nack_writes--;
+		sim_log(d, "stm32: write at 0x%08x refused (nack-writes)", (unsigned)s->addr);
 		goto nack;
 	}
 	off = s->addr - cfg.base;
