@@ -12,7 +12,8 @@
 
 HARNESS="$top_builddir/tests/serial/sim-harness"
 RUN="$top_builddir/tests/serial/sproto-run"
-STM32FLASH=$(command -v stm32flash) || { t_fail "stm32flash installed (scripts/bootstrap)"; t_done; }
+STM32FLASH=$(command -v stm32flash || echo stm32flash-missing)
+t_check "stm32flash is installed (scripts/bootstrap)" test -x "$STM32FLASH"
 
 # start_sim NAME [--opt k=v]...: the simulator's pty path in $TTY
 start_sim() {
@@ -85,7 +86,7 @@ t_stop_pid "$SIM"
 t_check "simulator with a flaky flash (3 NACKed writes) starts" start_sim flaky --opt nack-writes=3
 timeout 60 "$RUN" --engine stm32 --tty "$TTY" --image "$T_DIR/b.bin" >"$T_DIR/flaky.out" 2>&1
 t_check "NACKed writes are retried: the job succeeds" test $? -eq 0
-t_check "with 3 retransmissions counted" grep -q "retransmits=3" "$T_DIR/flaky.out"
+t_check "with (at least) the 3 retransmissions counted" grep -Eq "retransmits=([3-9]|[1-9][0-9])" "$T_DIR/flaky.out"
 t_check "the flash holds the image" cmp -n 33333 "$T_DIR/b.bin" "$T_DIR/flaky.flash"
 t_stop_pid "$SIM"
 
