@@ -16,6 +16,7 @@ STM32FLASH=$(command -v stm32flash || echo stm32flash-missing)
 t_check "stm32flash is installed (scripts/bootstrap)" test -x "$STM32FLASH"
 
 # start_sim NAME [--opt k=v]...: the simulator's pty path in $TTY
+# shellcheck disable=SC2317 # called through t_check
 start_sim() {
 	_n=$1; shift
 	"$HARNESS" --personality stm32 --ready-file "$T_DIR/$_n.ready" \

@@ -12,6 +12,7 @@
 HARNESS="$top_builddir/tests/serial/sim-harness"
 RUN="$top_builddir/tests/serial/sproto-run"
 
+# shellcheck disable=SC2317 # called through t_check
 start_sim() {
 	_n=$1; shift
 	"$HARNESS" --personality smp --ready-file "$T_DIR/$_n.ready" \
