@@ -616,6 +616,12 @@ unit_failed(dg_sproto *s, int nack)
 	case PH_GO_ADDR:
 		send_cmd(s, CMD_GO, PH_GO_CMD);
 		break;
+	case PH_READ_CMD:
+	case PH_READ_ADDR:
+	case PH_READ_LEN:
+		/* the chunk is written: programming it again would be refused */
+		send_cmd(s, CMD_READ, PH_READ_CMD);
+		break;
 	default:
 		start_chunk(s);
 		break;
