@@ -280,3 +280,14 @@ tests_serial_sproto_run_LDADD = proxy/libdgproxy.la src/libdgcore.la
 INTEGRATION_TESTS += tests/integration/72-serial-stm32flash.sh \
 	tests/integration/73-serial-smp.sh
 # --- end serial B
+# --- serial B (issue 12): fuzz the engines' parsing of device answers
+FUZZ_REPLAYS += tests/fuzz/sproto_replay
+tests_fuzz_sproto_replay_SOURCES = tests/fuzz/sproto_fuzz.c tests/fuzz/replay.c
+tests_fuzz_sproto_replay_CFLAGS = $(FUZZCFLAGS) -DFUZZ_NAME='"sproto"' -I$(top_srcdir)/proxy
+tests_fuzz_sproto_replay_LDADD = proxy/libdgproxy.la $(FUZZLDADD)
+FUZZ_ENGINES += tests/fuzz/sproto_fuzz
+tests_fuzz_sproto_fuzz_SOURCES = tests/fuzz/sproto_fuzz.c
+tests_fuzz_sproto_fuzz_CFLAGS = $(FUZZCFLAGS) $(FUZZ_FLAGS) -I$(top_srcdir)/proxy
+tests_fuzz_sproto_fuzz_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_sproto_fuzz_LDADD = proxy/libdgproxy.la $(FUZZLDADD)
+# --- end serial B fuzz
