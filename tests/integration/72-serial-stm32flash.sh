@@ -19,6 +19,7 @@ t_check "stm32flash is installed (scripts/bootstrap)" test -x "$STM32FLASH"
 # shellcheck disable=SC2317 # called through t_check
 start_sim() {
 	_n=$1; shift
+	rm -f "$T_DIR/$_n.ready"   # a restart must not read the last run's path
 	"$HARNESS" --personality stm32 --ready-file "$T_DIR/$_n.ready" \
 		--image-file "$T_DIR/$_n.flash" "$@" 2>"$T_DIR/$_n.log" &
 	SIM=$!

@@ -15,6 +15,7 @@ RUN="$top_builddir/tests/serial/sproto-run"
 # shellcheck disable=SC2317 # called through t_check
 start_sim() {
 	_n=$1; shift
+	rm -f "$T_DIR/$_n.ready"   # a restart must not read the last run's path
 	"$HARNESS" --personality smp --ready-file "$T_DIR/$_n.ready" \
 		--image-file "$T_DIR/$_n.img" --version 1.0.0 "$@" 2>"$T_DIR/$_n.log" &
 	SIM=$!
