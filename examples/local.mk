@@ -19,6 +19,8 @@ update-option-docs: proxy/deltagated$(EXEEXT) src/deltagate-shadowd$(EXEEXT)
 # --- serial A (issue 12): the serial device simulator
 noinst_PROGRAMS += examples/serial-device/serial-device
 examples_serial_device_serial_device_SOURCES = examples/serial-device/main.c \
-	examples/serial-device/sim.h examples/serial-device/sim_ymodem.c
-examples_serial_device_serial_device_CFLAGS = $(AM_CFLAGS)
+	examples/serial-device/sim.h examples/serial-device/sim_ymodem.c \
+	examples/serial-device/sim_stm32.c examples/serial-device/sim_smp.c
+examples_serial_device_serial_device_CFLAGS = $(src_libdgcore_la_CFLAGS) $(CBOR_CFLAGS)
+examples_serial_device_serial_device_LDADD = proxy/libdgproxy.la src/libdgcore.la $(CBOR_LIBS)
 # --- end serial A

@@ -7,12 +7,8 @@
 
 static const struct dg_sproto_ops *const engines[] = {
 	&dg_sproto_ymodem,
-#ifdef DG_HAVE_SPROTO_STM32
 	&dg_sproto_stm32,
-#endif
-#ifdef DG_HAVE_SPROTO_SMP
 	&dg_sproto_smp,
-#endif
 };
 
 const struct dg_sproto_ops *

@@ -29,3 +29,9 @@ sbin_PROGRAMS += proxy/deltagated
 proxy_deltagated_SOURCES = proxy/deltagated.c
 proxy_deltagated_CFLAGS = $(src_libdgcore_la_CFLAGS)
 proxy_deltagated_LDADD = proxy/libdgproxy.la cache/libdgcache.la src/libdgcore.la
+# --- serial B (issue 12): the STM32 ROM bootloader and SMP engines
+proxy_libdgproxy_la_SOURCES += proxy/dg_stm32.c proxy/dg_smp.c \
+	proxy/dg_smpframe.c proxy/dg_smpframe.h
+proxy_libdgproxy_la_CFLAGS += $(CBOR_CFLAGS)
+proxy_libdgproxy_la_LIBADD += $(CBOR_LIBS)
+# --- end serial B

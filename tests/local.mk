@@ -70,9 +70,9 @@ EXTRA_DIST += tests/sigv4_ref.py
 
 # --- serial A (issue 12): the YMODEM engine
 UNIT_TESTS += tests/unit/test_ymodem
-tests_unit_test_ymodem_SOURCES = tests/unit/test_ymodem.c proxy/dg_ymodem.c proxy/dg_sproto.c
+tests_unit_test_ymodem_SOURCES = tests/unit/test_ymodem.c
 tests_unit_test_ymodem_CFLAGS = $(UNITCFLAGS) -I$(top_srcdir)/proxy
-tests_unit_test_ymodem_LDADD = $(UNITLDADD)
+tests_unit_test_ymodem_LDADD = proxy/libdgproxy.la $(UNITLDADD)
 # --- end serial A (unit)
 
 check_PROGRAMS += $(UNIT_TESTS)
@@ -273,3 +273,40 @@ tests_serial_send_SOURCES = tests/serial_send.c
 tests_serial_send_CFLAGS = $(src_libdgcore_la_CFLAGS) -I$(top_srcdir)/proxy
 tests_serial_send_LDADD = proxy/libdgproxy.la src/libdgcore.la
 # --- end serial A
+# --- serial B (issue 12): STM32 ROM bootloader and SMP engines, their
+# simulator personalities; sim-harness is a temporary host for the
+# personalities until the real simulator (examples/serial-device/main.c)
+SERIALB_SIM = examples/serial-device/sim.h examples/serial-device/sim_stm32.c \
+	examples/serial-device/sim_smp.c
+if HAVE_CMOCKA
+UNIT_TESTS += tests/unit/test_stm32 tests/unit/test_smp
+tests_unit_test_stm32_SOURCES = tests/unit/test_stm32.c tests/unit/sproto_loop.c \
+	tests/unit/sproto_loop.h $(SERIALB_SIM)
+tests_unit_test_stm32_CFLAGS = $(UNITCFLAGS) $(CBOR_CFLAGS)
+tests_unit_test_stm32_LDADD = proxy/libdgproxy.la $(UNITLDADD) $(CBOR_LIBS)
+tests_unit_test_smp_SOURCES = tests/unit/test_smp.c tests/unit/sproto_loop.c \
+	tests/unit/sproto_loop.h $(SERIALB_SIM)
+tests_unit_test_smp_CFLAGS = $(UNITCFLAGS) $(CBOR_CFLAGS)
+tests_unit_test_smp_LDADD = proxy/libdgproxy.la $(UNITLDADD) $(CBOR_LIBS)
+endif
+check_PROGRAMS += tests/serial/sim-harness tests/serial/sproto-run
+tests_serial_sim_harness_SOURCES = tests/serial/sim-harness.c $(SERIALB_SIM)
+tests_serial_sim_harness_CFLAGS = $(src_libdgcore_la_CFLAGS) $(CBOR_CFLAGS)
+tests_serial_sim_harness_LDADD = proxy/libdgproxy.la src/libdgcore.la $(CBOR_LIBS)
+tests_serial_sproto_run_SOURCES = tests/serial/sproto-run.c
+tests_serial_sproto_run_CFLAGS = $(src_libdgcore_la_CFLAGS)
+tests_serial_sproto_run_LDADD = proxy/libdgproxy.la src/libdgcore.la
+INTEGRATION_TESTS += tests/integration/72-serial-stm32flash.sh \
+	tests/integration/73-serial-smp.sh
+# --- end serial B
+# --- serial B (issue 12): fuzz the engines' parsing of device answers
+FUZZ_REPLAYS += tests/fuzz/sproto_replay
+tests_fuzz_sproto_replay_SOURCES = tests/fuzz/sproto_fuzz.c tests/fuzz/replay.c
+tests_fuzz_sproto_replay_CFLAGS = $(FUZZCFLAGS) -DFUZZ_NAME='"sproto"' -I$(top_srcdir)/proxy
+tests_fuzz_sproto_replay_LDADD = proxy/libdgproxy.la $(FUZZLDADD)
+FUZZ_ENGINES += tests/fuzz/sproto_fuzz
+tests_fuzz_sproto_fuzz_SOURCES = tests/fuzz/sproto_fuzz.c
+tests_fuzz_sproto_fuzz_CFLAGS = $(FUZZCFLAGS) $(FUZZ_FLAGS) -I$(top_srcdir)/proxy
+tests_fuzz_sproto_fuzz_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_sproto_fuzz_LDADD = proxy/libdgproxy.la $(FUZZLDADD)
+# --- end serial B fuzz

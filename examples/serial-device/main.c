@@ -177,12 +177,8 @@ sim_version(struct sim_dev *d)
 
 static struct sim_personality *const personalities[] = {
 	&sim_ymodem,
-#ifdef SIM_HAVE_STM32
 	&sim_stm32,
-#endif
-#ifdef SIM_HAVE_SMP
 	&sim_smp,
-#endif
 };
 
 /* Power on: a new pty (or the given tty), the link and ready file. */
