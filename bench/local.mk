@@ -38,4 +38,4 @@ EXTRA_DIST += bench/reliability/run.sh bench/reliability/soak.sh bench/reliabili
 # install (issue 14): sizes per small-flash configuration
 EXTRA_DIST += bench/install
 # --- serial A (issue 12)
-EXTRA_DIST += bench/serial docs/serial.md
+EXTRA_DIST += bench/serial docs/serial.md docs/serial-stm32-smp.md
