@@ -56,8 +56,9 @@ packaging/systemd/deltagate-shadowd.service: $(srcdir)/packaging/systemd/deltaga
 packaging/systemd/deltagate.conf: $(srcdir)/packaging/systemd/deltagate.sysusers.in Makefile
 	$(DG_GEN) $(srcdir)/packaging/systemd/deltagate.sysusers.in > $@.tmp && mv $@.tmp $@
 
-# distcheck installs under its own prefix, the units too
-AM_DISTCHECK_CONFIGURE_FLAGS = --with-systemd \
+# distcheck installs under its own prefix, the units too; the suite needs
+# the fault points (scripts/check builds with them too)
+AM_DISTCHECK_CONFIGURE_FLAGS = --with-systemd --enable-fault-injection \
 	--with-systemdsystemunitdir='$$(prefix)/lib/systemd/system' \
 	--with-sysusersdir='$$(prefix)/lib/sysusers.d'
 
