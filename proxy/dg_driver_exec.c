@@ -147,23 +147,30 @@ on_output(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Reap every exited child first, then finish the deliveries one at a
+ * time, each time from the head of the list: a done callback may start a
+ * new delivery (which runs this handler again) or cancel one, so no
+ * pointer into the list survives a callback. */
 static void
 on_sigchld(evutil_socket_t sig, short what, void *arg)
 {
 	struct exec_driver *drv = arg;
-	dg_delivery *d, *next;
+	dg_delivery *d;
 
-	for (d = drv->running; d; d = next) {
+	for (d = drv->running; d; d = d->next) {
 		int st;
 
-		next = d->next;
-		if (d->exited)
-			continue;
-		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+		if (!d->exited && waitpid(d->pid, &st, WNOHANG) == d->pid) {
 			d->exited = 1;
 			d->status = st;
-			maybe_finish(d);
 		}
+	}
+	for (;;) {
+		for (d = drv->running; d && !(d->exited && d->eof); d = d->next)
+			;
+		if (!d)
+			break;
+		maybe_finish(d);
 	}
 }
 
@@ -255,9 +262,11 @@ exec_deliver(dg_driver *base, const dg_delivery_req *req, const dg_delivery_even
 	drv->running = d;
 	dg_log_info("%s: exec driver started (pid %ld) for job %s", req->device_id, (long)pid, req->job_id);
 	*err = DG_OK;
-	/* a child that exited before we listed it is found by the next
-	 * SIGCHLD or now */
-	on_sigchld(SIGCHLD, 0, drv);
+	/* its SIGCHLD comes after this returns (the child cannot have exited
+	 * before fork); the handler also runs once more from the loop, never
+	 * from here: a caller that starts a delivery from a done callback
+	 * must not see another delivery finish inside this call */
+	event_active(drv->sigchld, EV_SIGNAL, 1);
 	return d;
 fail:
 	if (pipefd[1] >= 0)

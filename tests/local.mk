@@ -75,6 +75,12 @@ tests_unit_test_ymodem_CFLAGS = $(UNITCFLAGS) -I$(top_srcdir)/proxy
 tests_unit_test_ymodem_LDADD = proxy/libdgproxy.la $(UNITLDADD)
 # --- end serial A (unit)
 
+# the exec driver with real child processes
+UNIT_TESTS += tests/unit/test_driver_exec
+tests_unit_test_driver_exec_SOURCES = tests/unit/test_driver_exec.c
+tests_unit_test_driver_exec_CFLAGS = $(UNITCFLAGS) -I$(top_srcdir)/proxy
+tests_unit_test_driver_exec_LDADD = proxy/libdgproxy.la $(UNITLDADD)
+
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 tests_unit_test_err_CFLAGS = $(UNITCFLAGS)
