@@ -299,6 +299,9 @@ tests_serial_sproto_run_LDADD = proxy/libdgproxy.la src/libdgcore.la
 INTEGRATION_TESTS += tests/integration/72-serial-stm32flash.sh \
 	tests/integration/73-serial-smp.sh
 # --- end serial B
+# --- serial driver (issue 12): deltagated's serial driver end to end
+INTEGRATION_TESTS += tests/integration/71-serial-gateway.sh
+# --- end serial driver
 # --- serial B (issue 12): fuzz the engines' parsing of device answers
 FUZZ_REPLAYS += tests/fuzz/sproto_replay
 tests_fuzz_sproto_replay_SOURCES = tests/fuzz/sproto_fuzz.c tests/fuzz/replay.c
