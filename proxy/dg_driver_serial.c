@@ -94,6 +94,7 @@ struct dg_delivery {
 	size_t imglen;
 	int mapped;
 	uint8_t sha[32];
+	dg_sproto_io io;        /* the engines keep a pointer to it */
 	dg_sproto *eng;
 	int eng_done, eng_ok;
 	uint32_t eng_ext;
@@ -942,10 +943,13 @@ static int engine_check(dg_delivery *d);
 static void
 start_engine(dg_delivery *d, const char *rest, size_t n)
 {
-	dg_sproto_io io = { d, io_write, io_flush, io_timer, io_lines, io_parity,
+	static const dg_sproto_io io = { NULL, io_write, io_flush, io_timer, io_lines, io_parity,
 		io_progress, io_done, io_log };
 	dg_sproto_params p;
 	char why[200];
+
+	d->io = io;
+	d->io.arg = d;
 
 	memset(&p, 0, sizeof(p));
 	p.image = d->img;
@@ -956,7 +960,7 @@ start_engine(dg_delivery *d, const char *rest, size_t n)
 	p.unit_timeout_ms = d->m->unit_timeout_ms;
 	p.max_retries = (unsigned)d->m->unit_retries;
 	evtimer_del(d->timer);
-	if (!(d->eng = d->m->proto->new(&p, &io, why, sizeof(why)))) {
+	if (!(d->eng = d->m->proto->new(&p, &d->io, why, sizeof(why)))) {
 		attempt_fail(d, DG_SERIAL_EXT_CONFIG, 0, "%s engine: %s", d->m->proto->name, why);
 		return;
 	}

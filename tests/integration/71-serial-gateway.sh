@@ -59,7 +59,7 @@ W=$NGINX_WWW
 # --- 1. the three protocols end to end
 mkimg "$W/y.bin" 2.0.0 200000
 t_check "YMODEM device y1 (version 1.0.0) starts" sim y1 ymodem --version 1.0.0
-gw_conf "y1 driver=serial tty=$T_DIR/y1.tty model=iap"
+gw_conf "y1 driver=serial tty=$T_DIR/y1.tty lock-dir=$T_DIR model=iap"
 t_check "deltagated starts with the serial driver" t_gw_start
 GW_VERSION=2.0.0 t_gw_command y1 jobY "$NGINX_URL/y.bin" "$W/y.bin"
 t_check "y1 succeeds" t_gw_wait_status y1 jobY SUCCEEDED 90
@@ -68,5 +68,27 @@ t_check "y1 reports version 2.0.0, read back through the chat" \
 	sh -c "t() { :; }; '$DELTAGATE' shadow --broker '$MQTT_URL' get y1 | jq -e '.state.reported.softwareVersion == \"2.0.0\"'"
 t_check "the gateway read the version before and after" \
 	sh -c "grep -q 'y1: serial: device runs version 1.0.0' '$T_DIR/gw.log' && grep -q 'y1: serial: version after install: 2.0.0' '$T_DIR/gw.log'"
+
+mkimg "$W/s.bin" 2.0.0 60000
+t_check "STM32 device r1 starts" sim r1 stm32 -o version=2.0.0
+# an image with an MCUboot header (magic, version 2.3.4+5 at offset 20)
+{
+	printf '\x3d\xb8\xf3\x96\x00\x00\x00\x00\x20\x00\x00\x00\x00\x00\x00\x00'
+	printf '\x00\x00\x00\x00\x02\x03\x04\x00\x05\x00\x00\x00\x00\x00\x00\x00'
+	head -c 60000 /dev/urandom
+} > "$W/m.bin"
+t_check "SMP device m1 starts" sim m1 smp
+gw_conf "y1 driver=serial tty=$T_DIR/y1.tty lock-dir=$T_DIR model=iap" \
+	"r1 driver=serial tty=$T_DIR/r1.tty lock-dir=$T_DIR model=rom" \
+	"m1 driver=serial tty=$T_DIR/m1.tty lock-dir=$T_DIR model=mcuboot baud=230400"
+t_stop_pid "$GW_PID"
+t_check "deltagated restarts with three serial devices" t_gw_start
+GW_VERSION=2.0.0 t_gw_command r1 jobR "$NGINX_URL/s.bin" "$W/s.bin"
+GW_VERSION=2.3.4+5 t_gw_command m1 jobM "$NGINX_URL/m.bin" "$W/m.bin"
+t_check "r1 (STM32 ROM bootloader) succeeds" t_gw_wait_status r1 jobR SUCCEEDED 90
+t_check "m1 (MCUboot SMP) succeeds" t_gw_wait_status m1 jobM SUCCEEDED 90
+t_check "r1 holds the image" cmp "$SIMDIR/r1.img" "$W/s.bin"
+t_check "m1 holds the image" cmp "$SIMDIR/m1.img" "$W/m.bin"
+t_check "m1 installed the version of its MCUboot header" grep -qx "2.3.4+5" "$SIMDIR/m1.version"
 
 t_done
