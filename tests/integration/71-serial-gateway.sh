@@ -29,7 +29,9 @@ sim() {
 }
 
 # the chat scripts of the simulator's personalities (docs/serial.md)
-IAP="protocol=ymodem version-send=version\\r version-expect='version ([0-9.]+)\\r' enter-send=update\\r enter-expect='bootloader ready\\r\\n' done-expect='install ok' fail-expect='install failed' chat-timeout=3 retries=2 reopen-delay=300"
+# (CAN CAN first: a receiver left in a YMODEM session by a gateway that
+# died goes back to its menu, as sb -k does)
+IAP="protocol=ymodem version-send=\\x18\\x18\\x18\\x18\\x18\\rversion\\r version-expect='version ([0-9.]+)\\r' enter-send=update\\r enter-expect='bootloader ready\\r\\n' done-expect='install ok' fail-expect='install failed' chat-timeout=3 retries=4 reopen-delay=300"
 
 gw_conf() {
 	{
@@ -42,6 +44,8 @@ gw_conf() {
 		echo "progress-interval 50"
 		echo "log-level debug"
 		echo "serial-model \"iap $IAP\""
+		echo "serial-model \"iapq $IAP retries=1 chat-timeout=2\""
+		echo "serial-model \"iapf $IAP unit-timeout=1500 unit-retries=20\""
 		echo "serial-model \"rom protocol=stm32 parity=even chat-timeout=3 retries=2 reopen-delay=300 unit-timeout=500\""
 		echo "serial-model \"mcuboot protocol=smp chat-timeout=3 retries=2 reopen-delay=300 unit-timeout=1000\""
 		for d in "$@"; do echo "device \"$d\""; done
@@ -91,4 +95,104 @@ t_check "r1 holds the image" cmp "$SIMDIR/r1.img" "$W/s.bin"
 t_check "m1 holds the image" cmp "$SIMDIR/m1.img" "$W/m.bin"
 t_check "m1 installed the version of its MCUboot header" grep -qx "2.3.4+5" "$SIMDIR/m1.version"
 
+# --- 2. faults
+mkimg "$W/p.bin" 2.0.0 200000
+mkimg "$W/bad.bin" 9.9.9 20000
+t_check "device p1 that loses power at byte 100000 starts" sim p1 ymodem --cut-at 100000 --off-ms 1000
+t_check "device q1 that never answers starts" sim q1 ymodem --stall-at 1
+t_check "device v1 starts" sim v1 ymodem
+t_check "device f1 with bit errors 1e-4 on its line starts" sim f1 ymodem --flip-rate 1e-4 --seed 7
+DEVS="p1 model=iap|q1 model=iapq|v1 model=iap|f1 model=iapf"
+IFS='|' read -r -a DL <<< "$DEVS"
+lines=()
+for x in "${DL[@]}"; do n=${x%% *}; lines+=("$n driver=serial tty=$T_DIR/$n.tty lock-dir=$T_DIR ${x#* }"); done
+t_stop_pid "$GW_PID"
+gw_conf "${lines[@]}"
+t_check "deltagated restarts with the fault devices" t_gw_start
+GW_VERSION=2.0.0 t_gw_command p1 jobP "$NGINX_URL/p.bin" "$W/p.bin"
+GW_VERSION=2.0.0 t_gw_command q1 jobQ "$NGINX_URL/p.bin" "$W/p.bin"
+GW_VERSION=2.0.0 t_gw_command v1 jobV "$NGINX_URL/bad.bin" "$W/bad.bin"
+GW_VERSION=2.0.0 t_gw_command f1 jobF "$NGINX_URL/p.bin" "$W/p.bin"
+t_check "p1 (power cut mid-transfer) succeeds" t_gw_wait_status p1 jobP SUCCEEDED 120
+t_check "p1 lost power at byte 100000" grep -q "power cut at byte 100000" "$T_DIR/p1.log"
+t_check "p1: the line was found gone and the attempt run again" \
+	grep -Eq "p1: serial: attempt 1/5 failed \(0x90D00005\) in transfer" "$T_DIR/gw.log"
+t_check "p1 holds the image" cmp "$SIMDIR/p1.img" "$W/p.bin"
+t_check "q1 (never answers) fails" t_gw_wait_status q1 jobQ FAILED 120
+t_check "q1: with the timeout code 0x90D00001" \
+	sh -c "'$DELTAGATE' shadow --broker '$MQTT_URL' get q1 | jq -e '.state.reported.extendedResultCode == $(( 0x90D00001 ))'"
+t_check "q1: after its retry limit (2 attempts), no more" \
+	sh -c "grep -q 'q1: serial: attempt 2/2 failed (0x90D00001)' '$T_DIR/gw.log' && ! grep -q 'q1: serial: attempt 3' '$T_DIR/gw.log'"
+t_check "v1 (wrong version after the install) fails" t_gw_wait_status v1 jobV FAILED 120
+t_check "v1: with the version code 0x90D00011" \
+	sh -c "'$DELTAGATE' shadow --broker '$MQTT_URL' get v1 | jq -e '.state.reported.extendedResultCode == $(( 0x90D00011 ))'"
+t_check "v1: the gateway says which version it read" grep -q "v1: .*reports version 9.9.9 after the install, not 2.0.0" "$T_DIR/gw.log"
+t_check "f1 (bit errors) succeeds" t_gw_wait_status f1 jobF SUCCEEDED 180
+t_check "f1 holds the image" cmp "$SIMDIR/f1.img" "$W/p.bin"
+rtx=$(sed -n 's/.*f1: serial: transfer end (ok=1, \([0-9]*\) retransmissions).*/\1/p' "$T_DIR/gw.log" | tail -1)
+t_diag "f1: ${rtx:-?} blocks retransmitted"
+t_check "f1: the retransmissions are logged (more than 0)" test "${rtx:-0}" -gt 0
+
+# --- 3. four devices on one RS-485 link: one transfer at a time
+mkimg "$W/b.bin" 2.0.0 100000
+lines=()
+for n in b1 b2 b3 b4; do
+	t_check "bus device $n starts" sim "$n" ymodem
+	lines+=("$n driver=serial tty=$T_DIR/$n.tty lock-dir=$T_DIR model=iap link=bus1")
+done
+t_stop_pid "$GW_PID"
+gw_conf "${lines[@]}"
+t_check "deltagated restarts with four devices on link bus1" t_gw_start
+for n in b1 b2 b3 b4; do GW_VERSION=2.0.0 t_gw_command "$n" jobB "$NGINX_URL/b.bin" "$W/b.bin"; done
+for n in b1 b2 b3 b4; do
+	t_check "$n succeeds" t_gw_wait_status "$n" jobB SUCCEEDED 120
+	t_check "$n holds the image" cmp "$SIMDIR/$n.img" "$W/b.bin"
+done
+# from the gateway's log (one thread writes it in order): a delivery on
+# the link starts only after the one before it ended
+maxc=$(grep -E 'b[1-4]: serial: (delivery of job|delivery (done|failed))' "$T_DIR/gw.log" |
+	awk '/delivery of job/ { n++; s++; if (n > m) m = n } /delivery (done|failed)/ { n-- } END { print m + 0, s + 0 }')
+t_diag "bus1: most deliveries at once, deliveries: $maxc"
+t_check "never two transfers at once on bus1 (4 deliveries, at most 1 at a time)" test "$maxc" = "1 4"
+
+# --- 4. kill -9 of the gateway mid-transfer (paused at the fault point)
+mkimg "$W/k.bin" 3.0.0 200000
+t_check "device k1 starts" sim k1 ymodem
+t_stop_pid "$GW_PID"
+gw_conf "k1 driver=serial tty=$T_DIR/k1.tty lock-dir=$T_DIR model=iap"
+t_check "deltagated restarts" t_gw_start
+t_check "pause at driver/serial/mid-transfer" t_fault_on "$GW_PID" driver/serial/mid-transfer pause onetime
+GW_VERSION=3.0.0 t_gw_command k1 jobK "$NGINX_URL/k.bin" "$W/k.bin"
+t_check "the gateway stops half way through k1's transfer" t_wait_stopped 60 "$GW_PID"
+kill -9 "$GW_PID"; wait "$GW_PID" 2>/dev/null
+t_check "k1 does not hold the image yet" sh -c "! cmp -s '$SIMDIR/k1.img' '$W/k.bin'"
+t_check "deltagated restarts after kill -9" t_gw_start
+t_check "k1's job completes after the restart" t_gw_wait_status k1 jobK SUCCEEDED 120
+t_check "k1 holds the image" cmp "$SIMDIR/k1.img" "$W/k.bin"
+t_check "k1 reports version 3.0.0" grep -q "k1: serial: version after install: 3.0.0" "$T_DIR/gw.log"
+
+# --- 5. bad configurations: file:line, exit code 2
+badconf() {
+	{ echo "db $T_DIR/x.db"; echo "cache-root $T_DIR/xc"; echo "serial-model \"ok protocol=ymodem\""; echo "$1"; } > "$T_DIR/bad.conf"
+	"$DELTAGATED" -c "$T_DIR/bad.conf" --test-config > /dev/null 2> "$T_DIR/bad.err"; echo $? > "$T_DIR/bad.rc"
+	t_diag "$(cat "$T_DIR/bad.err")"
+	[ "$(cat "$T_DIR/bad.rc")" -eq 2 ] && grep -q "bad.conf:4: .*$2" "$T_DIR/bad.err"
+}
+t_check "a missing tty: bad.conf:4, exit 2" badconf "device \"d1 driver=serial tty=$T_DIR/nonexistent model=ok\"" "nonexistent: No such file"
+t_check "an unsupported baud rate: bad.conf:4, exit 2" badconf "serial-model \"m2 protocol=ymodem baud=12345\"" "unsupported baud rate '12345'"
+t_check "a device's unsupported baud rate: bad.conf:4, exit 2" badconf "device \"d1 driver=serial tty=/dev/null model=ok baud=7\"" "unsupported baud rate '7'"
+t_check "a chat regex that does not parse: bad.conf:4, exit 2" badconf "serial-model \"m2 protocol=ymodem version-expect='version ([0-9.]+'\"" "version-expect: the regular expression .* does not parse"
+t_check "a version regex without its capture group: bad.conf:4, exit 2" badconf "serial-model \"m2 protocol=ymodem version-expect='version'\"" "needs exactly one capture group"
+t_check "an option the engine refuses: bad.conf:4, exit 2" badconf "serial-model \"m2 protocol=stm32 opt.nosuch=1\"" "stm32 engine"
+t_check "an unknown protocol: bad.conf:4, exit 2" badconf "serial-model \"m2 protocol=xmodem\"" "protocol: 'xmodem'"
+{ echo "db $T_DIR/x.db"; echo "cache-root $T_DIR/xc"; echo "serial-model \"ok protocol=ymodem\""
+  echo "device \"d1 driver=serial tty=$T_DIR/nonexistent model=ok hotplug=yes\""; } > "$T_DIR/hp.conf"
+t_check "a missing tty with hotplug=yes is accepted" "$DELTAGATED" -c "$T_DIR/hp.conf" --test-config
+{ echo "db $T_DIR/x.db"; echo "cache-root $T_DIR/xc"; echo "serial-model \"ok protocol=ymodem\""
+  echo "device \"d1 driver=serial tty=/dev/null model=nosuch\""; } > "$T_DIR/um.conf"
+timeout 20 "$DELTAGATED" -c "$T_DIR/um.conf" --broker "$MQTT_URL" > /dev/null 2> "$T_DIR/um.err"; rc=$?
+t_check "an undefined model stops the start-up (exit $rc) with a clear message" \
+	sh -c "[ $rc -ne 0 ] && grep -q 'model=nosuch is not defined by a serial-model line' '$T_DIR/um.err'"
+
+t_check "deltagated is still running" kill -0 "$GW_PID"
 t_done
