@@ -1024,6 +1024,7 @@ phase_version(dg_delivery *d, int after)
 		return;
 	}
 	d->phase = after ? PH_VERSION_AFTER : PH_VERSION;
+	d->step = 0;
 	if (!after)
 		rx_reset(d);
 	send_chat(d, d->m->version_send, d->m->version_send_len);
@@ -1212,6 +1213,17 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		dg_util_timer_arm(d->timer, STEP_MS);
+		return;
+	case PH_VERSION_AFTER:
+		/* a device that reboots after its install: ask again, but the
+		 * image is in: no new attempt */
+		if (++d->step < 3) {
+			send_chat(d, d->m->version_send, d->m->version_send_len);
+			dg_util_timer_arm(d->timer, d->m->chat_timeout_ms);
+			return;
+		}
+		attempt_fail(d, DG_SPROTO_EXT_TIMEOUT, 0, "no version from the device after its install (3 x %d s)",
+		    d->m->chat_timeout_ms / 1000);
 		return;
 	default:
 		attempt_fail(d, DG_SPROTO_EXT_TIMEOUT, 1, "no answer from the device within %d s",
