@@ -32,6 +32,9 @@ sim() {
 # (CAN CAN first: a receiver left in a YMODEM session by a gateway that
 # died goes back to its menu, as sb -k does)
 IAP="protocol=ymodem version-send=\\x18\\x18\\x18\\x18\\x18\\rversion\\r version-expect='version ([0-9.]+)\\r' enter-send=update\\r enter-expect='bootloader ready\\r\\n' done-expect='install ok' fail-expect='install failed' chat-timeout=3 retries=4 reopen-delay=300"
+# the simulator's application console (--console) in front of the STM32
+# and SMP bootloaders
+APP="version-send=version\\r version-expect='version ([0-9.+]+)\\r' enter-send=bootloader\\r enter-expect='entering bootloader\\r\\n'"
 
 gw_conf() {
 	{
@@ -46,8 +49,8 @@ gw_conf() {
 		echo "serial-model \"iap $IAP\""
 		echo "serial-model \"iapq $IAP retries=1 chat-timeout=2\""
 		echo "serial-model \"iapf $IAP unit-timeout=1500 unit-retries=20\""
-		echo "serial-model \"rom protocol=stm32 parity=even chat-timeout=3 retries=2 reopen-delay=300 unit-timeout=500\""
-		echo "serial-model \"mcuboot protocol=smp chat-timeout=3 retries=2 reopen-delay=300 unit-timeout=1000\""
+		echo "serial-model \"rom protocol=stm32 parity=even $APP chat-timeout=3 retries=2 reopen-delay=300 unit-timeout=500\""
+		echo "serial-model \"mcuboot protocol=smp $APP chat-timeout=3 retries=2 reopen-delay=300 unit-timeout=1000\""
 		for d in "$@"; do echo "device \"$d\""; done
 	} > "$T_DIR/gw.conf"
 }
@@ -74,14 +77,14 @@ t_check "the gateway read the version before and after" \
 	sh -c "grep -q 'y1: serial: device runs version 1.0.0' '$T_DIR/gw.log' && grep -q 'y1: serial: version after install: 2.0.0' '$T_DIR/gw.log'"
 
 mkimg "$W/s.bin" 2.0.0 60000
-t_check "STM32 device r1 starts" sim r1 stm32 -o version=2.0.0
+t_check "STM32 device r1 starts" sim r1 stm32 --console -o version=2.0.0
 # an image with an MCUboot header (magic, version 2.3.4+5 at offset 20)
 {
 	printf '\x3d\xb8\xf3\x96\x00\x00\x00\x00\x20\x00\x00\x00\x00\x00\x00\x00'
 	printf '\x00\x00\x00\x00\x02\x03\x04\x00\x05\x00\x00\x00\x00\x00\x00\x00'
 	head -c 60000 /dev/urandom
 } > "$W/m.bin"
-t_check "SMP device m1 starts" sim m1 smp
+t_check "SMP device m1 starts" sim m1 smp --console
 gw_conf "y1 driver=serial tty=$T_DIR/y1.tty lock-dir=$T_DIR model=iap" \
 	"r1 driver=serial tty=$T_DIR/r1.tty lock-dir=$T_DIR model=rom" \
 	"m1 driver=serial tty=$T_DIR/m1.tty lock-dir=$T_DIR model=mcuboot baud=230400"
@@ -94,6 +97,12 @@ t_check "m1 (MCUboot SMP) succeeds" t_gw_wait_status m1 jobM SUCCEEDED 90
 t_check "r1 holds the image" cmp "$SIMDIR/r1.img" "$W/s.bin"
 t_check "m1 holds the image" cmp "$SIMDIR/m1.img" "$W/m.bin"
 t_check "m1 installed the version of its MCUboot header" grep -qx "2.3.4+5" "$SIMDIR/m1.version"
+t_check "r1: versions read through the console chat before and after" \
+	sh -c "grep -q 'r1: serial: device runs version 1.0.0' '$T_DIR/gw.log' && grep -q 'r1: serial: version after install: 2.0.0' '$T_DIR/gw.log'"
+t_check "m1: versions read through the console chat before and after" \
+	sh -c "grep -q 'm1: serial: device runs version 1.0.0' '$T_DIR/gw.log' && grep -q 'm1: serial: version after install: 2.3.4+5' '$T_DIR/gw.log'"
+t_check "r1 and m1 report their new versions upstream" sh -c \
+	"'$DELTAGATE' shadow --broker '$MQTT_URL' get r1 | jq -e '.state.reported.softwareVersion == \"2.0.0\"' && '$DELTAGATE' shadow --broker '$MQTT_URL' get m1 | jq -e '.state.reported.softwareVersion == \"2.3.4+5\"'"
 
 # --- 2. faults
 mkimg "$W/p.bin" 2.0.0 200000
