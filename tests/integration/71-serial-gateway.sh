@@ -18,6 +18,7 @@ mkdir -p "$SIMDIR"
 
 # sim NAME PERSONALITY [options]: a device on a new pty; its tty is the
 # symlink $T_DIR/NAME.tty (re-pointed when it comes back after a power cut)
+# shellcheck disable=SC2317 # called through t_check
 sim() {
 	_n=$1 _p=$2; shift 2
 	rm -f "$T_DIR/$_n.ready"
@@ -56,6 +57,7 @@ gw_conf() {
 }
 
 # an image the YMODEM simulator reads its version from (DGVERSION=)
+# shellcheck disable=SC2317
 mkimg() { { printf 'DGVERSION=%s\n' "$2"; head -c "$3" /dev/urandom; } > "$1"; }
 
 t_check "mosquitto starts" t_start_mosquitto
@@ -180,7 +182,27 @@ t_check "k1's job completes after the restart" t_gw_wait_status k1 jobK SUCCEEDE
 t_check "k1 holds the image" cmp "$SIMDIR/k1.img" "$W/k.bin"
 t_check "k1 reports version 3.0.0" grep -q "k1: serial: version after install: 3.0.0" "$T_DIR/gw.log"
 
+# --- 4b. eight independent lines at once
+mkimg "$W/e.bin" 2.0.0 100000
+lines=()
+for i in 1 2 3 4 5 6 7 8; do
+	t_check "line device e$i (paced at 115200 baud) starts" sim "e$i" ymodem --baud 115200
+	lines+=("e$i driver=serial tty=$T_DIR/e$i.tty lock-dir=$T_DIR model=iap")
+done
+t_stop_pid "$GW_PID"
+gw_conf "${lines[@]}"
+t_check "deltagated restarts with eight serial lines" t_gw_start --max-deliveries 8
+for i in 1 2 3 4 5 6 7 8; do GW_VERSION=2.0.0 t_gw_command "e$i" jobE "$NGINX_URL/e.bin" "$W/e.bin"; done
+ok8=0
+for i in 1 2 3 4 5 6 7 8; do
+	t_gw_wait_status "e$i" jobE SUCCEEDED 120 && cmp -s "$SIMDIR/e$i.img" "$W/e.bin" && ok8=$((ok8 + 1))
+done
+t_check "all eight lines updated (cmp of each image)" test "$ok8" -eq 8
+t_diag "eight lines: most deliveries at once: $(grep -E 'e[1-8]: serial: (delivery of job|delivery (done|failed))' "$T_DIR/gw.log" |
+	awk '/delivery of job/ { n++; if (n > m) m = n } /delivery (done|failed)/ { n-- } END { print m + 0 }')"
+
 # --- 5. bad configurations: file:line, exit code 2
+# shellcheck disable=SC2317 # called through t_check
 badconf() {
 	{ echo "db $T_DIR/x.db"; echo "cache-root $T_DIR/xc"; echo "serial-model \"ok protocol=ymodem\""; echo "$1"; } > "$T_DIR/bad.conf"
 	"$DELTAGATED" -c "$T_DIR/bad.conf" --test-config > /dev/null 2> "$T_DIR/bad.err"; echo $? > "$T_DIR/bad.rc"
