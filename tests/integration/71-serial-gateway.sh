@@ -50,7 +50,7 @@ gw_conf() {
 		echo "serial-model \"iap $IAP\""
 		echo "serial-model \"iapq $IAP retries=1 chat-timeout=2\""
 		echo "serial-model \"iapf $IAP unit-timeout=1500 unit-retries=20\""
-		echo "serial-model \"rom protocol=stm32 parity=even $APP chat-timeout=3 retries=2 reopen-delay=300 unit-timeout=500\""
+		echo "serial-model \"rom protocol=stm32 parity=even $APP chat-timeout=3 retries=2 reopen-delay=300 unit-timeout=1000\""
 		echo "serial-model \"mcuboot protocol=smp $APP chat-timeout=3 retries=2 reopen-delay=300 unit-timeout=1000\""
 		for d in "$@"; do echo "device \"$d\""; done
 	} > "$T_DIR/gw.conf"
