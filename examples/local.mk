@@ -24,3 +24,6 @@ examples_serial_device_serial_device_SOURCES = examples/serial-device/main.c \
 examples_serial_device_serial_device_CFLAGS = $(src_libdgcore_la_CFLAGS) $(CBOR_CFLAGS)
 examples_serial_device_serial_device_LDADD = proxy/libdgproxy.la src/libdgcore.la $(CBOR_LIBS)
 # --- end serial A
+# --- serial driver (issue 12): the serial devices' example configuration
+dist_example_DATA += examples/serial.conf
+# --- end serial driver

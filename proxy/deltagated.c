@@ -22,6 +22,7 @@
 #include "dg_daemon.h"
 #include "dg_driver.h"
 #include "dg_driver_coap.h"
+#include "dg_driver_serial.h" /* serial (issue 12) */
 #include "dg_fetch.h"
 #include "dg_job.h"
 #include "dg_json.h"
@@ -63,6 +64,7 @@ struct cfg {
 	uint64_t max_image_size;
 	dg_config_list devices;
 	dg_config_list trusted_keys; /* signed commands (issue 13) */
+	dg_config_list serial_models; /* serial driver (issue 12) */
 	char *log_level;
 	int syslog;
 	char *pid_file;
@@ -112,7 +114,10 @@ static const dg_option options[] = {
 	{ "coap-allow-unknown", DG_OPT_BOOL, O(coap_allow_unknown), 0, 0, "no", 0, NULL, "accept /rd registrations of unconfigured ids (plain UDP only)" },
 	{ "coap-install-path", DG_OPT_STR, O(coap_install_path), 0, 0, "5/0/2", 0, NULL, "push: path POSTed after the image ('' for none)" },
 	{ "coap-max-transmit-span", DG_OPT_INT, O(coap_max_transmit_span), 1, 600, "45", 0, NULL, "push: seconds a request (or DTLS handshake) is retried before the job fails" },
-	{ "device", DG_OPT_LIST, O(devices), 0, 0, NULL, 1, check_device, "ID [driver=exec|coap] [address=A] [link=L] [sha256=HEX] [version=V] [psk=hex:H|text:T] [dtls=required|optional] [mode=pull|push]" },
+	{ "device", DG_OPT_LIST, O(devices), 0, 0, NULL, 1, check_device, "ID [driver=exec|coap|serial] [address=A] [link=L] [sha256=HEX] [version=V] [psk=hex:H|text:T] [dtls=required|optional] [mode=pull|push] [tty=PATH model=NAME baud=B parity=P data-bits=N stop-bits=N flow=none|rtscts rs485=yes|no hotplug=yes|no lock-dir=D]" },
+	/* --- serial driver (issue 12) */
+	{ "serial-model", DG_OPT_LIST, O(serial_models), 0, 0, NULL, 0, dg_serial_model_check, "NAME protocol=ymodem|stm32|smp [line settings] [version-send= version-expect= enter-send= enter-expect= enter-lines= done-expect= fail-expect= chat-timeout= retries= unit-timeout= unit-retries= reopen-delay= opt.KEY=V]: a serial device model and its chat script (repeatable; docs/serial.md)" },
+	/* --- end serial driver */
 	DG_OPTION_GROUP("limits"),
 	{ "max-downloads", DG_OPT_INT, O(max_downloads), 1, 64, "4", 1, NULL, "concurrent downloads" },
 	{ "download-retries", DG_OPT_INT, O(download_retries), 0, 100, "5", 1, NULL, "retries of a failed download" },
@@ -152,6 +157,7 @@ static const dg_config_example examples[] = {
 	{ "coaps-listen", "0.0.0.0:5684", 0 },
 	{ "coap-secret", "change-me-to-a-long-random-string", 0 },
 	{ "device", "sensor-1 driver=exec address=/dev/ttyUSB0 version=1.0.0", 0 },
+	{ "serial-model", "iap protocol=ymodem baud=115200 version-send=version\\r version-expect='version ([0-9.]+)\\r' enter-send=update\\r enter-expect='bootloader ready\\r\\n' done-expect='install ok' fail-expect='install failed'", 0 },
 	{ "trusted-key", "/etc/deltagate/operator.pub.pem", 0 },
 	{ "pid-file", "/run/deltagated.pid", 0 },
 	{ "user", "deltagate", 0 },
@@ -179,6 +185,7 @@ struct devspec {
 	char sha256[65];
 	char version[64];
 	char link[64];
+	char serial[512];    /* serial driver attributes (issue 12) */
 	unsigned char psk[64];
 	size_t psk_len;
 	int psk_required;
@@ -210,6 +217,21 @@ text:
 		return -1;
 	memcpy(d->psk, v, n);
 	d->psk_len = n;
+	return 0;
+}
+
+/* serial driver (issue 12): the device attributes it takes */
+static int
+is_serial_attr(const char *k)
+{
+	static const char *const keys[] = { "tty", "model", "baud", "parity", "data-bits",
+		"stop-bits", "flow", "rs485", "rs485-delay-before", "rs485-delay-after",
+		"hotplug", "lock-dir" };
+	size_t i;
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(k, keys[i]) == 0)
+			return 1;
 	return 0;
 }
 
@@ -246,8 +268,8 @@ parse_device(const char *line, struct devspec *d, char *why, size_t whylen)
 		*eq++ = '\0';
 		n = strlen(eq);
 		if (strcmp(tok, "driver") == 0 && n < sizeof(d->driver)) {
-			if (strcmp(eq, "exec") != 0 && strcmp(eq, "coap") != 0) {
-				snprintf(why, whylen, "driver '%s' is not built in (exec, coap)", eq);
+			if (strcmp(eq, "exec") != 0 && strcmp(eq, "coap") != 0 && strcmp(eq, "serial") != 0) {
+				snprintf(why, whylen, "driver '%s' is not built in (exec, coap, serial)", eq);
 				return -1;
 			}
 			strcpy(d->driver, eq);
@@ -265,6 +287,15 @@ parse_device(const char *line, struct devspec *d, char *why, size_t whylen)
 			strcpy(d->version, eq);
 		} else if (strcmp(tok, "link") == 0 && n > 0 && n < sizeof(d->link)) {
 			strcpy(d->link, eq);
+		} else if (is_serial_attr(tok)) {
+			/* serial driver (issue 12): checked as a whole below */
+			size_t used = strlen(d->serial);
+
+			if (used + strlen(tok) + n + 3 > sizeof(d->serial)) {
+				snprintf(why, whylen, "serial attributes too long");
+				return -1;
+			}
+			snprintf(d->serial + used, sizeof(d->serial) - used, "%s%s=%s", used ? " " : "", tok, eq);
 		} else if (strcmp(tok, "psk") == 0) {
 			if (parse_psk(eq, d) != 0) {
 				snprintf(why, whylen, "psk must be hex:HEX or text:TEXT of 1-64 bytes");
@@ -282,6 +313,14 @@ parse_device(const char *line, struct devspec *d, char *why, size_t whylen)
 	}
 	if (first) {
 		snprintf(why, whylen, "device line without an id");
+		return -1;
+	}
+	/* serial driver (issue 12) */
+	if (strcmp(d->driver, "serial") == 0) {
+		if (dg_serial_device_check(d->serial, why, whylen) != 0)
+			return -1;
+	} else if (d->serial[0]) {
+		snprintf(why, whylen, "tty=, model= and the line settings are serial driver attributes");
 		return -1;
 	}
 	/* psk_required: 1 psk given, 2 dtls=required, 3 dtls=optional */
@@ -356,6 +395,7 @@ struct gw {
 	dg_jobs *jobs;
 	dg_driver *exec;
 	dg_driver *coap;
+	dg_driver *serial; /* issue 12 */
 	int lost;       /* the state database lost writes: exit 75 */
 };
 
@@ -438,7 +478,17 @@ add_devices(struct gw *gw, const struct cfg *c)
 			if (err != DG_OK)
 				return err;
 		}
-		if ((err = dg_jobs_add_device(gw->jobs, d.id, strcmp(d.driver, "coap") == 0 ? gw->coap : gw->exec,
+		/* serial driver (issue 12) */
+		if (strcmp(d.driver, "serial") == 0) {
+			if (!gw->serial) {
+				dg_log_err("device %s: driver=serial needs serial-model lines", d.id);
+				return DG_ERR_CONFIG_VALUE;
+			}
+			if ((err = dg_driver_serial_add_device(gw->serial, d.id, d.serial)) != DG_OK)
+				return err;
+		}
+		if ((err = dg_jobs_add_device(gw->jobs, d.id, strcmp(d.driver, "coap") == 0 ? gw->coap :
+		    strcmp(d.driver, "serial") == 0 ? gw->serial : gw->exec,
 		    d.address[0] ? d.address : NULL, d.link[0] ? d.link : NULL,
 		    d.sha256[0] ? d.sha256 : NULL, d.version[0] ? d.version : NULL)) != DG_OK ||
 		    (err = dg_mirror_add(gw->mirror, d.id)) != DG_OK)
@@ -720,6 +770,11 @@ main(int argc, char **argv)
 		if (!(gw.coap = dg_driver_coap_new(gw.base, &co, &err)))
 			goto out;
 	}
+	/* serial driver (issue 12) */
+	if (gw.cfg.serial_models.count &&
+	    !(gw.serial = dg_driver_serial_new(gw.base, (const char *const *)gw.cfg.serial_models.items,
+	    gw.cfg.serial_models.count, &err)))
+		goto out;
 	if (add_devices(&gw, &gw.cfg) != DG_OK)
 		goto out;
 	if (dg_daemon_drop_privileges(gw.cfg.user) != DG_OK)
@@ -745,6 +800,7 @@ out:
 	free(trusted);
 	dg_driver_free(gw.exec);
 	dg_driver_free(gw.coap);
+	dg_driver_free(gw.serial);
 	dg_mirror_free(gw.mirror);
 	dg_outbox_free(gw.outbox);
 	dg_mqtt_free(gw.mqtt, 1000);

@@ -35,3 +35,6 @@ proxy_libdgproxy_la_SOURCES += proxy/dg_stm32.c proxy/dg_smp.c \
 proxy_libdgproxy_la_CFLAGS += $(CBOR_CFLAGS)
 proxy_libdgproxy_la_LIBADD += $(CBOR_LIBS)
 # --- end serial B
+# --- serial driver (issue 12): chat scripts + engines inside deltagated
+proxy_libdgproxy_la_SOURCES += proxy/dg_driver_serial.c proxy/dg_driver_serial.h
+# --- end serial driver

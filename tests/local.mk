@@ -305,6 +305,15 @@ tests_serial_sproto_run_LDADD = proxy/libdgproxy.la src/libdgcore.la
 INTEGRATION_TESTS += tests/integration/72-serial-stm32flash.sh \
 	tests/integration/73-serial-smp.sh
 # --- end serial B
+# --- serial driver (issue 12): deltagated's serial driver end to end
+INTEGRATION_TESTS += tests/integration/71-serial-gateway.sh
+if HAVE_CMOCKA
+UNIT_TESTS += tests/unit/test_driver_serial
+tests_unit_test_driver_serial_SOURCES = tests/unit/test_driver_serial.c
+tests_unit_test_driver_serial_CFLAGS = $(UNITCFLAGS) -I$(top_srcdir)/proxy
+tests_unit_test_driver_serial_LDADD = proxy/libdgproxy.la $(UNITLDADD)
+endif
+# --- end serial driver
 # --- serial B (issue 12): fuzz the engines' parsing of device answers
 FUZZ_REPLAYS += tests/fuzz/sproto_replay
 tests_fuzz_sproto_replay_SOURCES = tests/fuzz/sproto_fuzz.c tests/fuzz/replay.c

@@ -18,6 +18,12 @@
  *   --off-ms T         default 1000
  *   --stall-at N       stop answering after the N-th received byte (forever)
  *   --fail-install     the install step fails (the old image stays)
+ *   --console          the device boots into an application with a text
+ *                      console (lines end in \r or \n): "version" answers
+ *                      "version <v>", "bootloader" answers "entering
+ *                      bootloader" and hands the line to the personality
+ *                      until it starts the application again (STM32 Go,
+ *                      SMP reset; YMODEM has its own menu)
  *   -o key=value       an option of the personality
  * Files: DIR/NAME.img (the image), DIR/NAME.version, written atomically.
  * The device runs one personality; several devices = several processes.
@@ -57,6 +63,9 @@ struct sim_dev {
 	uint8_t *tx;
 	size_t txlen, txcap;
 	double rx_budget, tx_budget;
+	int console, in_app;   /* --console; the application runs */
+	char cline[64];
+	size_t clinelen;
 };
 
 static volatile sig_atomic_t stop;
@@ -162,6 +171,48 @@ sim_install(struct sim_dev *d, const uint8_t *img, size_t n, const char *version
 	return 0;
 }
 
+void
+sim_app(struct sim_dev *d)
+{
+	if (!d->console)
+		return;
+	d->in_app = 1;
+	d->clinelen = 0;
+	sim_log(d, "application %s runs (console)", d->version);
+}
+
+/* the application's console (--console) */
+static void
+console_input(struct sim_dev *d, const uint8_t *buf, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && d->in_app; i++) {
+		char out[96];
+
+		if (buf[i] != '\r' && buf[i] != '\n') {
+			if (d->clinelen + 1 < sizeof(d->cline))
+				d->cline[d->clinelen++] = (char)buf[i];
+			continue;
+		}
+		d->cline[d->clinelen] = '\0';
+		if (strcmp(d->cline, "version") == 0) {
+			snprintf(out, sizeof(out), "version %s\r\n", d->version);
+			sim_write(d, out, strlen(out));
+		} else if (strcmp(d->cline, "bootloader") == 0) {
+			sim_write(d, "entering bootloader\r\n", strlen("entering bootloader\r\n"));
+			d->in_app = 0;
+			d->p->reset(d);
+			sim_log(d, "bootloader entered from the console");
+		} else if (d->clinelen) {
+			static const char q[] = "? (version, bootloader)\r\n";
+
+			sim_write(d, q, sizeof(q) - 1);
+		}
+		d->clinelen = 0;
+	}
+}
+
 const uint8_t *
 sim_image(struct sim_dev *d, size_t *n)
 {
@@ -232,6 +283,8 @@ power_on(struct sim_dev *d)
 	}
 	d->txlen = 0;
 	d->p->reset(d);
+	d->in_app = d->console;
+	d->clinelen = 0;
 	snprintf(line, sizeof(line), "%s %s\n", d->name, d->slave);
 	if (d->ready) {
 		if (write_atomic(d->ready, line, strlen(line)) != 0) {
@@ -288,6 +341,7 @@ main(int argc, char **argv)
 		{ "drop-rate", 1, NULL, 'D' }, { "seed", 1, NULL, 's' },
 		{ "cut-at", 1, NULL, 'c' }, { "off-ms", 1, NULL, 'O' },
 		{ "stall-at", 1, NULL, 'S' }, { "fail-install", 0, NULL, 'F' },
+		{ "console", 0, NULL, 'C' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct sim_dev d;
@@ -321,6 +375,7 @@ main(int argc, char **argv)
 		case 'O': bad = parse_num(optarg, 0, 3600000, &v); d.off_ms = (int)v; break;
 		case 'S': bad = parse_num(optarg, 1, 1e15, &v); d.stall_at = (uint64_t)v; break;
 		case 'F': d.fail_install = 1; break;
+		case 'C': d.console = 1; break;
 		case 'o':
 			if (npopts >= sizeof(popts) / sizeof(popts[0]))
 				bad = 1;
@@ -428,7 +483,9 @@ main(int argc, char **argv)
 				}
 				if (d.fd < 0)
 					continue;
-				if (k && !stalled)
+				if (k && !stalled && d.in_app)
+					console_input(&d, buf, k);
+				else if (k && !stalled)
 					d.p->input(&d, buf, k);
 			}
 		}

@@ -37,6 +37,9 @@ int sim_install(struct sim_dev *d, const uint8_t *img, size_t n, const char *ver
 /* The device's current image and version (as after the last install). */
 const uint8_t *sim_image(struct sim_dev *d, size_t *n);
 const char *sim_version(struct sim_dev *d);
+/* The bootloader starts the application (STM32 Go, SMP reset): with
+ * --console the line goes back to the application's console. */
+void sim_app(struct sim_dev *d);
 /* Line state the personality may need: parity the host set (the pty
  * master cannot see it; the simulator's option parity= says what to
  * expect), modem lines where a real tty gives them. */

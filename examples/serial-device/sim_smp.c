@@ -303,6 +303,7 @@ do_reset(struct sim_dev *d, struct smp *s, const uint8_t *req)
 		sim_log(d, "smp: reset, nothing to install");
 	answer_rc(d, req, 0);
 	smp_reset(d);
+	sim_app(d);
 }
 
 static void

@@ -387,6 +387,7 @@ byte(struct sim_dev *d, struct st32 *s, uint8_t c)
 			ans(d, ACK);
 			sim_log(d, "stm32: go 0x%08x", (unsigned)s->addr);
 			s->st = S_GONE;
+			sim_app(d);
 			return;
 		}
 		if (s->cmd == 0x11 && !in_flash(s->addr, 1)) {

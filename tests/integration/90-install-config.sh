@@ -42,4 +42,10 @@ for d in deltagated deltagate-shadowd; do
 	t_check "$d: a drifted example is caught" sh -c \
 		"! '$top_srcdir/scripts/option-docs' check '$bin' '$man' '$T_DIR/$d.drift.conf' >/dev/null 2>&1"
 done
+# --- serial driver (issue 12): the serial example passes too
+"$DELTAGATED" -c "$top_srcdir/examples/serial.conf" --test-config > "$T_DIR/serial.dump" 2>&1; rc=$?
+t_check "examples/serial.conf passes --test-config" sh -c "[ $rc -eq 0 ] && grep -q 'configuration OK' '$T_DIR/serial.dump'"
+t_check "examples/serial.conf defines the three protocols" \
+	sh -c "grep -q 'protocol=ymodem' '$T_DIR/serial.dump' && grep -q 'protocol=stm32' '$T_DIR/serial.dump' && grep -q 'protocol=smp' '$T_DIR/serial.dump'"
+# --- end serial driver
 t_done

@@ -69,6 +69,7 @@ config deltagated 'main'
 	option log_level 'debug'
 	list device 'listed-1 version=1.0'
 	list device "listed-2 driver=exec link=bus0"
+	list serial_model 'iap protocol=ymodem baud=115200'
 
 config device
 	option id 'sensor-1'
@@ -79,6 +80,13 @@ config device
 config device 'sensor2'
 	option driver exec
 	option sha256 '$(printf '%064d' 0)'
+
+config device 'meter1'
+	option driver serial
+	option tty '/dev/ttyUSB9'
+	option hotplug 'yes'
+	option model 'iap'
+	option rs485_delay_before '2'
 
 config device
 	option id 'off-1'
@@ -93,12 +101,14 @@ t_check "a list option gives one line per item" sh -c \
 	"grep -qxF 'device \"listed-1 version=1.0\"' '$T_DIR/gw.conf' && grep -qxF 'device \"listed-2 driver=exec link=bus0\"' '$T_DIR/gw.conf'"
 t_check "an anonymous device section with id=" has 'device "sensor-1 address=/dev/ttyUSB0 link=rs485 version=2.1.0"'
 t_check "a named device section without id= is named by its section" has "device \"sensor2 driver=exec sha256=$(printf '%064d' 0)\""
+t_check "a serial device section: its attributes, '_' written '-'" \
+	has 'device "meter1 driver=serial tty=/dev/ttyUSB9 model=iap rs485-delay-before=2 hotplug=yes"'
 t_check "a disabled device is left out" sh -c "! grep -q off-1 '$T_DIR/gw.conf'"
 t_check "'enabled' is not passed to the daemon" sh -c "! grep -q '^enabled' '$T_DIR/gw.conf'"
 "$DELTAGATED" -c "$T_DIR/gw.conf" --test-config > "$T_DIR/dump" 2>&1; rc=$?
 t_check "deltagated --test-config accepts the translation" sh -c "[ $rc -eq 0 ] && grep -q 'configuration OK' '$T_DIR/dump'"
-t_check "the daemon reads 4 devices and the values" sh -c \
-	"[ \$(grep -c '^device ' '$T_DIR/dump') -eq 4 ] && grep -qx 'max-deliveries-per-link 2' '$T_DIR/dump' && grep -qx 'cache-quota 8388608' '$T_DIR/dump'"
+t_check "the daemon reads 5 devices and the values" sh -c \
+	"[ \$(grep -c '^device ' '$T_DIR/dump') -eq 5 ] && grep -qx 'max-deliveries-per-link 2' '$T_DIR/dump' && grep -qx 'cache-quota 8388608' '$T_DIR/dump'"
 
 # start_service: procd calls recorded
 procd_open_instance() { echo "open" >> "$T_DIR/procd"; }

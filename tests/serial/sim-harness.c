@@ -117,6 +117,13 @@ sim_version(struct sim_dev *d)
 	return d->version;
 }
 
+/* the harness has no application console: the bootloader stays */
+void
+sim_app(struct sim_dev *d)
+{
+	(void)d;
+}
+
 void
 sim_log(struct sim_dev *d, const char *fmt, ...)
 {

@@ -66,6 +66,13 @@ sim_version(struct sim_dev *d)
 	return version;
 }
 
+/* no application console here: the bootloader stays */
+void
+sim_app(struct sim_dev *d)
+{
+	(void)d;
+}
+
 void
 sim_log(struct sim_dev *d, const char *fmt, ...)
 {
