@@ -7,7 +7,12 @@
  *   --ready-file F     write "NAME SLAVE" there (temp + rename) when the
  *                      device is up; otherwise printed on stdout
  *   --version V        the version the device runs at first (default 1.0.0)
- *   --baud B           pace both directions at B baud (10 bits a byte)
+ *   --baud B           pace both directions at B baud: a byte the host
+ *                      writes reaches the device one byte time after the
+ *                      one before it, an answer leaves at that rate; an
+ *                      idle line banks no time (a UART has no credit)
+ *   --bits N           bits a byte takes on the line (default 10, 8N1;
+ *                      11 for 8E1, the STM32 ROM bootloader's framing)
  *   --flip-rate R      bit error rate of received bytes (a byte is hit with
  *                      probability 8R, one of its bits flipped)
  *   --drop-rate R      drop a received byte with probability R
@@ -40,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
@@ -53,6 +59,8 @@ struct sim_dev {
 	int fd, hold;          /* master (or tty); our own slave fd */
 	char slave[256];
 	long baud;
+	int bits;              /* per byte on the line: 10 = 8N1, 11 = 8E1 */
+	int rx_busy;           /* host bytes wait in the pty: the line is busy */
 	double flip_rate, drop_rate;
 	uint64_t rng;
 	uint64_t rx_count, cut_at, stall_at;
@@ -84,6 +92,24 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* µs until a budget reaches `need` bytes at the line's byte rate */
+static long
+pace_wait_us(const struct sim_dev *d, double budget, double need)
+{
+	double us = (need - budget) * 1e6 * (double)d->bits / (double)d->baud;
+
+	return us < 1 ? 1 : (long)us + 1;
 }
 
 /* xorshift64*: deterministic faults for a given seed */
@@ -337,7 +363,7 @@ main(int argc, char **argv)
 		{ "name", 1, NULL, 'n' }, { "personality", 1, NULL, 'p' },
 		{ "dir", 1, NULL, 'd' }, { "tty", 1, NULL, 't' }, { "link", 1, NULL, 'L' },
 		{ "ready-file", 1, NULL, 'r' }, { "version", 1, NULL, 'V' },
-		{ "baud", 1, NULL, 'b' }, { "flip-rate", 1, NULL, 'f' },
+		{ "baud", 1, NULL, 'b' }, { "bits", 1, NULL, 'B' }, { "flip-rate", 1, NULL, 'f' },
 		{ "drop-rate", 1, NULL, 'D' }, { "seed", 1, NULL, 's' },
 		{ "cut-at", 1, NULL, 'c' }, { "off-ms", 1, NULL, 'O' },
 		{ "stall-at", 1, NULL, 'S' }, { "fail-install", 0, NULL, 'F' },
@@ -348,13 +374,14 @@ main(int argc, char **argv)
 	const char *pname = "ymodem", *ver = "1.0.0";
 	const char *popts[32];
 	size_t npopts = 0, i;
-	uint64_t last, off_until = 0, next_tick;
+	uint64_t last_us, off_until = 0, next_tick;
 	double v;
 	int c;
 
 	memset(&d, 0, sizeof(d));
 	d.fd = d.hold = -1;
 	d.off_ms = 1000;
+	d.bits = 10;
 	d.rng = 1;
 	while ((c = getopt_long(argc, argv, "o:", lo, NULL)) != -1) {
 		int bad = 0;
@@ -368,6 +395,7 @@ main(int argc, char **argv)
 		case 'r': d.ready = optarg; break;
 		case 'V': ver = optarg; break;
 		case 'b': bad = parse_num(optarg, 50, 4000000, &v); d.baud = (long)v; break;
+		case 'B': bad = parse_num(optarg, 7, 13, &v); d.bits = (int)v; break;
 		case 'f': bad = parse_num(optarg, 0, 1, &d.flip_rate); break;
 		case 'D': bad = parse_num(optarg, 0, 1, &d.drop_rate); break;
 		case 's': bad = parse_num(optarg, 1, 1e18, &v); d.rng = (uint64_t)v; break;
@@ -418,35 +446,72 @@ main(int argc, char **argv)
 	load(&d, ver);
 	if (power_on(&d) != 0)
 		return 1;
-	last = next_tick = now_ms();
+	next_tick = now_ms();
+	last_us = now_us();
 	while (!stop) {
 		struct pollfd pf = { .fd = d.fd, .events = POLLIN };
-		uint64_t t;
+		struct timespec ts = { 0, 10 * 1000000L };
+		uint64_t t, tu;
 		int stalled = d.stall_at && d.rx_count >= d.stall_at;
+		int pending = 0;
 
 		if (d.fd < 0) {
 			/* powered off */
 			poll(NULL, 0, 10);
+			d.rx_busy = 0;
+			last_us = now_us();
 			if (now_ms() >= off_until && power_on(&d) != 0)
 				return 1;
 			continue;
 		}
 		if (d.txlen)
 			pf.events |= POLLOUT;
-		poll(&pf, 1, 10);
-		t = now_ms();
 		if (d.baud) {
-			double bytes = (double)(t - last) * (double)d.baud / 10000.0;
+			/* paced: wake when the next bytes have had their line
+			 * time (up to 64 at a time), not on the pty's readiness */
+			long us = 10000;
 
-			d.rx_budget += bytes;
-			d.tx_budget += bytes;
-			/* a UART holds a few bytes, not seconds of line time */
+			if (d.rx_busy) {
+				if (ioctl(d.fd, FIONREAD, &pending) != 0 || pending < 1)
+					pending = 1;
+				pf.events &= (short)~POLLIN;
+				us = pace_wait_us(&d, d.rx_budget, pending < 64 ? pending : 64);
+			}
+			if (d.txlen && d.tx_budget < 1) {
+				long tw = pace_wait_us(&d, d.tx_budget,
+				    d.txlen < 64 ? (double)d.txlen : 64);
+
+				pf.events &= (short)~POLLOUT;
+				if (tw < us)
+					us = tw;
+			}
+			if (us > 10000)
+				us = 10000;
+			ts.tv_sec = 0;
+			ts.tv_nsec = us * 1000;
+		}
+		ppoll(&pf, 1, &ts, NULL);
+		t = now_ms();
+		tu = now_us();
+		if (d.baud) {
+			double bytes = (double)(tu - last_us) * (double)d.baud /
+			    ((double)d.bits * 1e6);
+
+			/* only a busy line moves bytes: no credit while idle */
+			d.rx_budget = d.rx_busy ? d.rx_budget + bytes : 0;
+			d.tx_budget = d.txlen ? d.tx_budget + bytes : 0;
 			if (d.rx_budget > 4096)
 				d.rx_budget = 4096;
 			if (d.tx_budget > 4096)
 				d.tx_budget = 4096;
+			if (pf.revents & POLLIN)
+				d.rx_busy = 1;   /* bytes arrived now: their line time starts */
+			if (d.rx_busy && d.rx_budget >= 1)
+				pf.revents |= POLLIN;
+			if (d.txlen && d.tx_budget >= 1)
+				pf.revents |= POLLOUT;
 		}
-		last = t;
+		last_us = tu;
 		if (pf.revents & POLLIN) {
 			uint8_t buf[4096];
 			size_t want = sizeof(buf);
@@ -456,6 +521,9 @@ main(int argc, char **argv)
 				want = d.rx_budget < 1 ? 0 : d.rx_budget < (double)want ?
 				    (size_t)d.rx_budget : want;
 			n = want ? read(d.fd, buf, want) : 0;
+			if (d.baud && want && (n <= 0 || ioctl(d.fd, FIONREAD, &pending) != 0 ||
+			    pending < 1))
+				d.rx_busy = 0;   /* drained: the line goes idle */
 			if (n > 0) {
 				size_t k = 0, j;
 
