@@ -58,7 +58,7 @@ t_gw_cache_import() {
 # more than before (the log of an earlier run of the test has its own)
 t_gw_connected() { [ "$(grep -c 'mqtt: connected' "$T_DIR/gw.log" 2>/dev/null)" -gt "$1" ]; }
 t_gw_start() {
-	_gw_n=$(grep -c 'mqtt: connected' "$T_DIR/gw.log" 2>/dev/null)
+	_gw_n=$(grep -c 'mqtt: connected' "$T_DIR/gw.log" 2>/dev/null || true)
 	DG_TEST_DIR="$T_DIR" "$DELTAGATED" -c "$T_DIR/gw.conf" "$@" >>"$T_DIR/gw.log" 2>&1 &
 	GW_PID=$!
 	T_PIDS="$T_PIDS $GW_PID"
