@@ -302,30 +302,58 @@ dg_store_on_commit_remove(dg_store *st, void (*fn)(void *), void *arg)
 }
 
 static dg_err
-migrate(dg_store *st, const dg_store_migration *migs, int nmigs)
+read_version(dg_store *st, int *v)
 {
 	sqlite3_stmt *s;
-	int v, rc;
-	dg_err err;
+	int rc;
 
 	rc = sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL);
 	if (rc != SQLITE_OK)
 		return dg_store_error(st, rc, "read schema version");
 	rc = sqlite3_step(s);
-	v = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+	*v = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
 	sqlite3_finalize(s);
-	if (v < 0)
-		return dg_store_error(st, rc, "read schema version");
-	if (v > nmigs) {
-		dg_log_err("%s: schema version %d is newer than this program's %d",
-		    st->path, v, nmigs);
-		return DG_ERR_DB_SCHEMA;
-	}
-	for (; v < nmigs; v++) {
+	return *v < 0 ? dg_store_error(st, rc, "read schema version") : DG_OK;
+}
+
+/* Each step reads the version inside its own write transaction, so two
+ * processes opening a new database at once (two `deltagate deploy` runs
+ * sharing a state directory) apply every migration exactly once: the second
+ * waits on the first's lock and then finds the schema already there. */
+static dg_err
+migrate(dg_store *st, const dg_store_migration *migs, int nmigs)
+{
+	int v;
+	dg_err err;
+
+	/* up to date (the usual case): no write lock taken, so a database on
+	 * read-only storage, or one another process is writing, opens at once */
+	if ((err = read_version(st, &v)) != DG_OK)
+		return err;
+	if (v != nmigs)
+		DG_FAULT("store/migrate/before-lock", {
+			dg_log_err("%s: migrate: %s", st->path, strerror(errno));
+			return dg_err_from_errno(errno);
+		});
+	while (v != nmigs) {
 		char pragma[64];
 
 		if ((err = dg_store_begin(st)) != DG_OK)
 			return err;
+		if ((err = read_version(st, &v)) != DG_OK) {
+			dg_store_rollback(st);
+			return err;
+		}
+		if (v > nmigs) {
+			dg_store_rollback(st);
+			dg_log_err("%s: schema version %d is newer than this program's %d",
+			    st->path, v, nmigs);
+			return DG_ERR_DB_SCHEMA;
+		}
+		if (v == nmigs) { /* the other process did it */
+			dg_store_rollback(st);
+			break;
+		}
 		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v + 1);
 		if ((err = dg_store_exec(st, migs[v].sql)) != DG_OK ||
 		    (err = dg_store_exec(st, pragma)) != DG_OK ||

@@ -15,6 +15,10 @@
 
 #include <event2/event.h>
 
+#include "dg_fault.h"
+#ifdef DG_FAULT_INJECTION
+#include <fiu-control.h>
+#endif
 #include "dg_log.h"
 #include "dg_store.h"
 
@@ -338,11 +342,52 @@ test_batch_lost_without_commit(void **state)
 	assert_int_equal(count_outside(), 1);
 }
 
+static void
+test_concurrent_first_open(void **state)
+{
+#ifdef DG_FAULT_INJECTION
+	dg_err err;
+	dg_store *st;
+	pid_t pid;
+	int status;
+
+	/* two processes opening a new database at once (two `deltagate deploy`
+	 * runs on one state directory): the child read schema version 0 and is
+	 * stopped before it locks; the parent migrates; the child, let go,
+	 * finds the schema there and must not create the tables again */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (fiu_init(0) != 0 ||
+		    fiu_enable("store/migrate/before-lock", DG_FAULT_PAUSE, NULL,
+		    FIU_ONETIME) != 0)
+			_exit(2);
+		st = dg_store_open(path, v2, 2, &err);
+		_exit(st && dg_store_version(st) == 2 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
+	assert_true(WIFSTOPPED(status));
+	st = dg_store_open(path, v2, 2, &err);
+	assert_non_null(st);
+	assert_int_equal(dg_store_version(st), 2);
+	assert_int_equal(dg_store_exec(st, "INSERT INTO t VALUES ('a', 1, 'x')"), DG_OK);
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(count_rows(st), 1);
+	dg_store_free(st);
+#else
+	skip(); /* needs ./configure --enable-fault-injection (scripts/check has it) */
+#endif
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_migration_rolls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tx, setup, teardown),
