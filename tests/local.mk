@@ -272,6 +272,10 @@ AM_TESTS_ENVIRONMENT += DG_SBINDIR='$(sbindir)' DG_BINDIR='$(bindir)' \
 TESTS += $(INSTALL_TESTS)
 EXTRA_DIST += $(INSTALL_TESTS) tests/notify-listen.py tests/openwrt-functions.sh
 
+# --- the README's first command, on the suite's build
+TESTS += tests/integration/95-demo.sh
+EXTRA_DIST += tests/integration/95-demo.sh
+
 # --- serial A (issue 12): YMODEM against lrzsz over socat pty pairs
 INTEGRATION_TESTS += tests/integration/70-serial-ymodem-lrzsz.sh
 check_PROGRAMS += tests/serial_send
