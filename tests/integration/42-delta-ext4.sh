@@ -4,7 +4,8 @@
 # .swu holding the gzip'd image. The images are larger than the applier's
 # trim interval, and under --memory-limit 1M larger than its heap limit for
 # scratch data, so the target and the expanded images stream through
-# mappings whose pages are dropped as they go (dg_delta.c, trim_maps):
+# mappings whose pages are dropped as they go (dg_delta_apply.c,
+# dg_delta_trim_maps):
 # every output is compared byte for byte.
 set -u
 DL_NAME=dg42
