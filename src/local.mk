@@ -29,10 +29,15 @@ src_libdgcore_la_SOURCES += \
 src_libdgcore_la_SOURCES += \
 	src/dg_delta.c src/dg_delta.h src/dg_delta_internal.h \
 	src/dg_delta_format.c src/dg_delta_apply.c src/dg_delta_apply_archive.c \
-	src/dg_delta_gen.c src/dg_delta_gen_archive.c \
 	src/dg_bsdiff.c src/dg_bsdiff.h \
 	src/dg_bcj.c src/dg_bcj.h \
 	src/dg_mcu.c src/dg_mcu.h src/dg_bcj_thumb2.c src/dg_bcj_xtensa.c src/dg_bcj_riscv.c
+# the generator, or in an apply-only build its refusal
+if DELTA_GENERATION
+src_libdgcore_la_SOURCES += src/dg_delta_gen.c src/dg_delta_gen_archive.c
+else
+src_libdgcore_la_SOURCES += src/dg_delta_nogen.c
+endif
 # .swu (cpio newc/crc), reproducible gzip, import manifest
 src_libdgcore_la_SOURCES += \
 	src/dg_swu.c src/dg_swu.h \
