@@ -4,7 +4,6 @@
 
 #include "dg_mcu.h"
 
-#define MAP_VERSION 1u
 #define MAP_HDR 4u
 #define MAP_REGION 20u
 
@@ -12,6 +11,14 @@ static uint16_t
 rd16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+unsigned
+dg_mcu_map_version(const dg_mcu_map *m)
+{
+	if (m->version)
+		return m->version;
+	return m->arch == DG_MCU_XTENSA ? DG_MCU_MAP_V2 : DG_MCU_MAP_V1;
 }
 
 size_t
@@ -23,7 +30,7 @@ dg_mcu_map_size(const dg_mcu_map *m)
 void
 dg_mcu_map_write(const dg_mcu_map *m, uint8_t *out)
 {
-	out[0] = MAP_VERSION;
+	out[0] = (uint8_t)dg_mcu_map_version(m);
 	out[1] = m->arch;
 	out[2] = m->n;
 	out[3] = 0;
@@ -43,11 +50,15 @@ int
 dg_mcu_map_read(const uint8_t *p, size_t len, uint64_t src_size, dg_mcu_map *m, size_t *used)
 {
 	memset(m, 0, sizeof(*m));
-	if (len < MAP_HDR || p[0] != MAP_VERSION || p[1] == DG_MCU_NONE ||
-	    p[1] >= DG_MCU_ARCH_MAX_ || p[2] > DG_MCU_MAX_REGIONS || p[3])
+	if (len < MAP_HDR || p[0] < DG_MCU_MAP_V1 || p[0] > DG_MCU_MAP_V2 ||
+	    p[1] == DG_MCU_NONE || p[1] >= DG_MCU_ARCH_MAX_ || p[2] > DG_MCU_MAX_REGIONS || p[3])
+		return -1;
+	/* version 2 changes only the Xtensa rules */
+	if (p[0] == DG_MCU_MAP_V2 && p[1] != DG_MCU_XTENSA)
 		return -1;
 	if (len - MAP_HDR < (size_t)p[2] * MAP_REGION)
 		return -1;
+	m->version = p[0];
 	m->arch = p[1];
 	m->n = p[2];
 	for (unsigned i = 0; i < m->n; i++) {

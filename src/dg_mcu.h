@@ -47,11 +47,23 @@ typedef struct dg_mcu_region {
 	uint8_t flags;  /* DG_MCU_CODE | DG_MCU_ABS */
 } dg_mcu_region;
 
+/* Map versions: the version says which prediction rules apply, so that a
+ * delta keeps applying when the rules improve. 1: the first rules; 2
+ * (Xtensa only): L32R only to a literal at most 16 KiB before it, J only
+ * within 4 KiB (longer ones were mostly data decoded as instructions). */
+#define DG_MCU_MAP_V1 1u
+#define DG_MCU_MAP_V2 2u
+
 typedef struct dg_mcu_map {
-	uint8_t arch; /* dg_mcu_arch */
-	uint8_t n;    /* regions used */
+	uint8_t version; /* DG_MCU_MAP_V*; 0: the newest for arch */
+	uint8_t arch;    /* dg_mcu_arch */
+	uint8_t n;       /* regions used */
 	dg_mcu_region r[DG_MCU_MAX_REGIONS];
 } dg_mcu_map;
+
+/* The version a map's rules are: m->version, or when 0 the newest for
+ * its architecture (2 for Xtensa, 1 for the others). */
+unsigned dg_mcu_map_version(const dg_mcu_map *m);
 
 /* Bytes dg_mcu_map_write writes for m. */
 size_t dg_mcu_map_size(const dg_mcu_map *m);

@@ -295,7 +295,7 @@ FILE *const stderr = &uart_file;
 __attribute__((section(".init"), naked, used)) void _start(void)
 {
 	__asm__ volatile(".option push\n.option norelax\nla gp, __global_pointer$\n"
-			 ".option pop\nla sp, __stack\nj c_start\n");
+			 ".option pop\nla sp, __stack\ntail c_start\n"); /* tail: c_start may be out of JAL range (ESP32-C3: IRAM to IROM) */
 }
 void c_start(void)
 {

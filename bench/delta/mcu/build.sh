@@ -69,10 +69,47 @@ build() { # NAME VERSION
 		cf="-march=rv32imc -mabi=ilp32 -Os --specs=picolibc.specs"
 		lf="-nostartfiles -T $HERE/ld/$ld.ld" ;;
 	lx106) cc=xtensa-lx106-elf-gcc; pre=xtensa-lx106-elf; nf=5000; seed=15
-		cf="-Os -mlongcalls -mtext-section-literals -ffreestanding -nostdinc -isystem $(xtensa-lx106-elf-gcc -print-file-name=include) -isystem /usr/lib/picolibc/riscv64-unknown-elf/include"
+		# picolibc's headers between GCC's include and include-fixed: its
+		# limits.h include_next's GCC's
+		gi=$(xtensa-lx106-elf-gcc -print-file-name=include)
+		cf="-Os -mlongcalls -mtext-section-literals -ffreestanding -nostdinc -isystem $gi -isystem /usr/lib/picolibc/riscv64-unknown-elf/include -isystem $gi-fixed"
 		lf="-nostdlib -T $HERE/ld/lx106.ld" ;;
 	esac
-	cf="$cf -ffunction-sections -fdata-sections -w -DVERSION=$v -DHAVE_CONFIG_H -I$HERE -I$s/include -I$s/zlib"
+	# libiberty's config.h, as its configure would write it for these
+	# 32-bit newlib/picolibc targets (HAVE_CONFIG_H: cp-demangle.c,
+	# regex.c, hashtab.c, ... include it)
+	cat >"$b/config.h" <<-EOF
+	#define STDC_HEADERS 1
+	#define HAVE_STDLIB_H 1
+	#define HAVE_STRING_H 1
+	#define HAVE_STRINGS_H 1
+	#define HAVE_LIMITS_H 1
+	#define HAVE_STDINT_H 1
+	#define HAVE_INTTYPES_H 1
+	#define HAVE_STDDEF_H 1
+	#define HAVE_UINTPTR_T 1
+	#define HAVE_INTPTR_T 1
+	#define HAVE_MEMCPY 1
+	#define HAVE_STRERROR 1
+	#define SIZEOF_INT 4
+	#define SIZEOF_LONG 4
+	#define SIZEOF_LONG_LONG 8
+	#define SIZEOF_SIZE_T 4
+	#define UNSIGNED_64BIT_TYPE unsigned long long
+	#define HAVE_DECL_BASENAME 0
+	#define HAVE_DECL_ASPRINTF 1
+	#define HAVE_DECL_VASPRINTF 1
+	#define HAVE_DECL_SNPRINTF 1
+	#define HAVE_DECL_VSNPRINTF 1
+	#define HAVE_DECL_STRNLEN 1
+	#include <inttypes.h>
+	#ifndef PRIu64 /* newlib 3.3's inttypes.h leaves them out */
+	#define PRIu64 "llu"
+	#define PRIx64 "llx"
+	#define PRId64 "lld"
+	#endif
+	EOF
+	cf="$cf -ffunction-sections -fdata-sections -w -DVERSION=$v -DHAVE_CONFIG_H -I$b -I$HERE -I$s/include -I$s/zlib"
 	objs=""
 	if [ "$v" = 2 ]; then
 		$cc $cf -c -o "$b/feature2.o" "$HERE/feature2.c"; objs="$b/feature2.o"

@@ -114,3 +114,19 @@ int sprintf(char *buf, const char *f, ...) { va_list ap; int n; va_start(ap, f);
 int snprintf(char *buf, size_t sz, const char *f, ...) { va_list ap; int n; va_start(ap, f); n = vsnprintf(buf, sz, f, ap); va_end(ap); return n; }
 int vprintf(const char *f, va_list ap) { char b[128]; int n = vsnprintf(b, sizeof(b), f, ap); for (char *p = b; *p; p++) uart_putc(*p); return n; }
 int printf(const char *f, ...) { va_list ap; int n; va_start(ap, f); n = vprintf(f, ap); va_end(ap); return n; }
+
+/* hashtab.c's error path */
+static int err_put(char c, FILE *f) { (void)f; uart_putc(c); return (unsigned char)c; }
+static FILE err_file = FDEV_SETUP_STREAM(err_put, NULL, NULL, _FDEV_SETUP_WRITE);
+FILE *const stderr = &err_file;
+int fprintf(FILE *fp, const char *f, ...) { va_list ap; int n; (void)fp; va_start(ap, f); n = vprintf(f, ap); va_end(ap); return n; }
+
+/* picolibc's <ctype.h> macros index _ctype_ + 1 (char is unsigned on
+ * Xtensa): _U 01, _L 02, _N 04, _S 010, _P 020, _C 040, _X 0100, _B 0200 */
+const char _ctype_[1 + 256] = {
+	[1 + 0 ... 1 + 8] = 040, [1 + 9 ... 1 + 13] = 040 | 010, [1 + 14 ... 1 + 31] = 040,
+	[1 + ' '] = 010 | 0200, [1 + '!' ... 1 + '/'] = 020, [1 + '0' ... 1 + '9'] = 04,
+	[1 + ':' ... 1 + '@'] = 020, [1 + 'A' ... 1 + 'F'] = 01 | 0100, [1 + 'G' ... 1 + 'Z'] = 01,
+	[1 + '[' ... 1 + '`'] = 020, [1 + 'a' ... 1 + 'f'] = 02 | 0100, [1 + 'g' ... 1 + 'z'] = 02,
+	[1 + '{' ... 1 + '~'] = 020, [1 + 127] = 040,
+};
