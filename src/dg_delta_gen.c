@@ -666,6 +666,16 @@ mcu_map_for(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 
 	if (o && o->mcu_arch == DG_DELTA_MCU_OFF)
 		return 0;
+	/* several images one after the other, the same ones on both sides:
+	 * each its own regions (unless an architecture or base is given) */
+	if (!(o && (o->mcu_arch > 0 || o->mcu_base_set)) && dg_mcu_detect_mixed(src, n, sm) >= 2 &&
+	    dg_mcu_detect_mixed(tgt, m, &tm) >= 2 && dg_mcu_pair(sm, &tm) == 0) {
+		for (unsigned i = 0; i < sm->n; i++)
+			dg_log_debug("mixed image %u: %s at 0x%08x, source %u+%u, target offset %u",
+				     sm->r[i].image, dg_mcu_arch_name((dg_mcu_arch)sm->r[i].arch),
+				     sm->r[i].vaddr, sm->r[i].soff, sm->r[i].len, sm->r[i].toff);
+		return 1;
+	}
 	a = dg_mcu_detect(src, n, sm);
 	/* the target's segments give the regions' target offsets; flat images
 	 * need none (a base that differs costs size only) */
@@ -1083,7 +1093,9 @@ dg_delta_diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 			j->run = run_predict_mcu;
 			j->mcu = &mcumap;
 			snprintf(plans[i].method, sizeof(plans[i].method), "bsdiff+%s-predict",
-				 dg_mcu_arch_name((dg_mcu_arch)mcumap.arch));
+				 dg_mcu_map_version(&mcumap) >= DG_MCU_MAP_V3
+					 ? "mixed"
+					 : dg_mcu_arch_name((dg_mcu_arch)mcumap.arch));
 		} else {
 			j->run = run_predict;
 			snprintf(plans[i].method, sizeof(plans[i].method), "bsdiff+x86-64-predict");

@@ -1,5 +1,6 @@
 /* dg_mcu - firmware image maps, detection, and the address-word prediction.
  * See dg_mcu.h. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "dg_mcu.h"
@@ -43,6 +44,10 @@ dg_mcu_map_write(const dg_mcu_map *m, uint8_t *out)
 		dg_mcu_wr32(q + 12, m->r[i].vaddr);
 		q[16] = m->r[i].flags;
 		q[17] = q[18] = q[19] = 0;
+		if (dg_mcu_map_version(m) >= DG_MCU_MAP_V3) {
+			q[17] = m->r[i].arch;
+			q[18] = m->r[i].image;
+		}
 	}
 }
 
@@ -50,8 +55,9 @@ int
 dg_mcu_map_read(const uint8_t *p, size_t len, uint64_t src_size, dg_mcu_map *m, size_t *used)
 {
 	memset(m, 0, sizeof(*m));
-	if (len < MAP_HDR || p[0] < DG_MCU_MAP_V1 || p[0] > DG_MCU_MAP_V2 ||
-	    p[1] == DG_MCU_NONE || p[1] >= DG_MCU_ARCH_MAX_ || p[2] > DG_MCU_MAX_REGIONS || p[3])
+	if (len < MAP_HDR || p[0] < DG_MCU_MAP_V1 || p[0] > DG_MCU_MAP_V3 ||
+	    p[1] == DG_MCU_NONE || p[1] >= DG_MCU_ARCH_MAX_ || p[3] ||
+	    p[2] > (p[0] >= DG_MCU_MAP_V3 ? DG_MCU_MAX_REGIONS : DG_MCU_MAX_REGIONS_V1))
 		return -1;
 	/* version 2 changes only the Xtensa rules */
 	if (p[0] == DG_MCU_MAP_V2 && p[1] != DG_MCU_XTENSA)
@@ -70,7 +76,16 @@ dg_mcu_map_read(const uint8_t *p, size_t len, uint64_t src_size, dg_mcu_map *m, 
 		r->len = dg_mcu_rd32(q + 8);
 		r->vaddr = dg_mcu_rd32(q + 12);
 		r->flags = q[16];
-		if ((r->flags & ~(DG_MCU_CODE | DG_MCU_ABS)) || q[17] || q[18] || q[19] ||
+		if (m->version >= DG_MCU_MAP_V3) {
+			/* the region's architecture and image */
+			if (q[17] == DG_MCU_NONE || q[17] >= DG_MCU_ARCH_MAX_)
+				return -1;
+			r->arch = q[17];
+			r->image = q[18];
+		} else if (q[17] || q[18]) {
+			return -1;
+		}
+		if ((r->flags & ~(DG_MCU_CODE | DG_MCU_ABS)) || q[19] ||
 		    (uint64_t)r->soff + r->len > src_size)
 			return -1;
 	}
@@ -84,7 +99,7 @@ dg_mcu_flat(dg_mcu_map *m, dg_mcu_arch arch, uint32_t base, size_t n)
 	memset(m, 0, sizeof(*m));
 	m->arch = (uint8_t)arch;
 	m->n = 1;
-	m->r[0] = (dg_mcu_region){ 0, 0, (uint32_t)n, base, DG_MCU_CODE | DG_MCU_ABS };
+	m->r[0] = (dg_mcu_region){ 0, 0, (uint32_t)n, base, DG_MCU_CODE | DG_MCU_ABS, 0, 0 };
 }
 
 int
@@ -93,7 +108,8 @@ dg_mcu_pair(dg_mcu_map *src, const dg_mcu_map *tgt)
 	if (src->arch != tgt->arch || src->n != tgt->n)
 		return -1;
 	for (unsigned i = 0; i < src->n; i++)
-		if (src->r[i].vaddr != tgt->r[i].vaddr)
+		if (src->r[i].vaddr != tgt->r[i].vaddr || src->r[i].arch != tgt->r[i].arch ||
+		    src->r[i].image != tgt->r[i].image || src->r[i].flags != tgt->r[i].flags)
 			return -1;
 	for (unsigned i = 0; i < src->n; i++)
 		src->r[i].toff = tgt->r[i].soff;
@@ -141,7 +157,7 @@ esp_segments(const uint8_t *b, size_t n, size_t hdr, int hash, dg_mcu_map *m)
 	unsigned cnt = b[1];
 
 	m->n = 0;
-	if (cnt == 0 || cnt > DG_MCU_MAX_REGIONS)
+	if (cnt == 0 || cnt > DG_MCU_MAX_REGIONS_V1)
 		return -1;
 	for (unsigned i = 0; i < cnt; i++) {
 		uint32_t addr, len;
@@ -153,7 +169,7 @@ esp_segments(const uint8_t *b, size_t n, size_t hdr, int hash, dg_mcu_map *m)
 		if (len > n - off - 8)
 			return -1;
 		m->r[m->n++] = (dg_mcu_region){ (uint32_t)off + 8, (uint32_t)off + 8, len, addr,
-						esp_flags(addr) };
+						esp_flags(addr), 0, 0 };
 		off += 8 + (size_t)len;
 	}
 	end = (off | 15u) + 1 + (hash ? 32 : 0);
@@ -199,7 +215,7 @@ detect_elf(const uint8_t *b, size_t n, dg_mcu_map *m)
 	m->n = 0;
 	if (phentsize < 32)
 		return m->arch = DG_MCU_NONE;
-	for (unsigned i = 0; i < phnum && m->n < DG_MCU_MAX_REGIONS; i++) {
+	for (unsigned i = 0; i < phnum && m->n < DG_MCU_MAX_REGIONS_V1; i++) {
 		uint64_t o = phoff + (uint64_t)i * phentsize;
 		uint32_t off, vaddr, filesz, flags;
 
@@ -213,7 +229,8 @@ detect_elf(const uint8_t *b, size_t n, dg_mcu_map *m)
 			continue;
 		m->r[m->n++] = (dg_mcu_region){ off, off, filesz, vaddr,
 						(uint8_t)((flags & 1u) ? DG_MCU_CODE | DG_MCU_ABS
-								       : DG_MCU_ABS) };
+								       : DG_MCU_ABS),
+						0, 0 };
 	}
 	if (!m->n)
 		m->arch = DG_MCU_NONE;
@@ -263,39 +280,31 @@ detect_cortex_m(const uint8_t *b, size_t n, dg_mcu_map *m)
 	return DG_MCU_THUMB2;
 }
 
-/* A flat image with no header: the architecture whose return instructions
- * are densest, the base the 1 MiB bucket most aligned words point into. */
-static dg_mcu_arch
-detect_flat(const uint8_t *b, size_t n, dg_mcu_map *m)
+/* The base of a flat image: the 1 MiB bucket most aligned words point
+ * into. */
+static int
+ascii4(uint32_t w)
 {
-	size_t thumb = 0, rv = 0, xt = 0;
+	for (int i = 0; i < 4; i++, w >>= 8)
+		if ((w & 0xFF) < 0x20 || (w & 0xFF) > 0x7E)
+			return 0;
+	return 1;
+}
+
+/* text: words that are four printable characters are not counted (strings
+ * in the image; the detection of a single flat image counts them, and
+ * keeps doing so that its maps stay what they were) */
+static uint32_t
+flat_base(const uint8_t *b, size_t n, int text)
+{
 	uint32_t counts[64] = { 0 }, buckets[64] = { 0 }, best = 0, bestc = 0;
 	unsigned nb = 0;
-	dg_mcu_arch a;
 
-	if (n < 4096)
-		return DG_MCU_NONE;
-	for (size_t o = 0; o + 2 <= n; o += 2) {
-		uint16_t h = rd16(b + o);
-
-		thumb += h == 0x4770 || (h & 0xFF00) == 0xBD00;
-		rv += h == 0x8082;
-	}
-	for (size_t o = 0; o + 2 <= n; o++)
-		xt += b[o + 1] == 0xF0 && (b[o] == 0x0D || b[o] == 0x1D);
-	if (rv > 3 * thumb && rv > 3 * xt && rv > n / 4096)
-		a = DG_MCU_RV32;
-	else if (thumb > 3 * rv && thumb > 3 * xt && thumb > n / 4096)
-		a = DG_MCU_THUMB2;
-	else if (xt > 3 * rv && xt > 3 * thumb && xt > n / 4096)
-		a = DG_MCU_XTENSA;
-	else
-		return DG_MCU_NONE;
 	for (size_t o = 0; o + 4 <= n; o += 4) {
 		uint32_t w = dg_mcu_rd32(b + o), bk = w & 0xFFF00000u;
 		unsigned i;
 
-		if (!bk || bk == 0xFFF00000u || w - bk >= n)
+		if (!bk || bk == 0xFFF00000u || w - bk >= n || (text && ascii4(w)))
 			continue;
 		for (i = 0; i < nb && buckets[i] != bk; i++)
 			;
@@ -311,8 +320,342 @@ detect_flat(const uint8_t *b, size_t n, dg_mcu_map *m)
 			bestc = counts[i];
 			best = buckets[i];
 		}
-	dg_mcu_flat(m, a, best, n);
+	return best;
+}
+
+/* Return instructions in b[0..n): Thumb BX LR / POP {..,PC}, RV C.JR ra,
+ * Xtensa RET.N / RETW.N; c[arch] */
+static void
+isa_counts(const uint8_t *b, size_t n, size_t c[DG_MCU_ARCH_MAX_])
+{
+	memset(c, 0, sizeof(size_t) * DG_MCU_ARCH_MAX_);
+	for (size_t o = 0; o + 2 <= n; o += 2) {
+		uint16_t h = rd16(b + o);
+
+		c[DG_MCU_THUMB2] += h == 0x4770 || (h & 0xFF00) == 0xBD00;
+		c[DG_MCU_RV32] += h == 0x8082;
+	}
+	for (size_t o = 0; o + 2 <= n; o++)
+		c[DG_MCU_XTENSA] += b[o + 1] == 0xF0 && (b[o] == 0x0D || b[o] == 0x1D);
+}
+
+/* the architecture with more than three times the others' returns and
+ * more than min of them */
+static dg_mcu_arch
+isa_of(const size_t c[DG_MCU_ARCH_MAX_], size_t min)
+{
+	size_t t = c[DG_MCU_THUMB2], r = c[DG_MCU_RV32], x = c[DG_MCU_XTENSA];
+
+	if (r > 3 * t && r > 3 * x && r > min)
+		return DG_MCU_RV32;
+	if (t > 3 * r && t > 3 * x && t > min)
+		return DG_MCU_THUMB2;
+	if (x > 3 * r && x > 3 * t && x > min)
+		return DG_MCU_XTENSA;
+	return DG_MCU_NONE;
+}
+
+/* A flat image with no header: the architecture whose return instructions
+ * are densest, the base the 1 MiB bucket most aligned words point into. */
+static dg_mcu_arch
+detect_flat(const uint8_t *b, size_t n, dg_mcu_map *m)
+{
+	size_t c[DG_MCU_ARCH_MAX_];
+	dg_mcu_arch a;
+
+	if (n < 4096)
+		return DG_MCU_NONE;
+	isa_counts(b, n, c);
+	if ((a = isa_of(c, n / 4096)) == DG_MCU_NONE)
+		return DG_MCU_NONE;
+	dg_mcu_flat(m, a, flat_base(b, n, 0), n);
 	return a;
+}
+
+/* ---- several images in one file ---- */
+
+#define MIX_BLOCK 4096u /* instruction-set blocks */
+#define MIX_RUN 8u      /* blocks of another instruction set: a new image */
+#define MIX_MIN 4096u   /* the shortest image */
+#define MIX_MAX 32u     /* images */
+
+struct mix_part {
+	uint32_t off, end, base;
+	uint8_t arch, esp;  /* esp: regions in m (offsets from off) */
+	uint8_t vt;         /* a Cortex-M vector table gave base */
+	dg_mcu_map m;
+};
+
+/* An ESP app image at b[0..n) whose segments are all at ESP addresses:
+ * its length (the checksum, and the hash when flagged, included), or 0. */
+static size_t
+esp_at(const uint8_t *b, size_t n, dg_mcu_map *m)
+{
+	size_t hdr, off;
+	int hash = 0;
+
+	if (n < 64 || b[0] != 0xE9 || b[1] == 0 || b[1] > DG_MCU_MAX_REGIONS_V1)
+		return 0;
+	for (int idf = 1; idf >= 0; idf--) {
+		unsigned i;
+
+		if (idf && (b[23] > 1 || b[13]))
+			continue;
+		hdr = idf ? 24 : 8;
+		hash = idf ? b[23] : 0;
+		off = hdr;
+		memset(m, 0, sizeof(*m));
+		for (i = 0; i < b[1]; i++) {
+			uint32_t addr, len;
+
+			if (n - off < 8)
+				break;
+			addr = dg_mcu_rd32(b + off);
+			len = dg_mcu_rd32(b + off + 4);
+			if (addr < 0x3C000000u || addr >= 0x60000000u || len > n - off - 8)
+				break;
+			m->r[m->n++] = (dg_mcu_region){ (uint32_t)off + 8, (uint32_t)off + 8, len,
+							addr, esp_flags(addr), 0, 0 };
+			off += 8 + (size_t)len;
+		}
+		if (i < b[1])
+			continue;
+		off = (off | 15u) + 1 + (hash ? 32 : 0);
+		if (off > n)
+			continue;
+		m->arch = !idf ? DG_MCU_XTENSA
+			       : rd16(b + 12) == 0 || rd16(b + 12) == 2 || rd16(b + 12) == 9
+				 ? DG_MCU_XTENSA
+				 : DG_MCU_RV32;
+		return off;
+	}
+	memset(m, 0, sizeof(*m));
+	return 0;
+}
+
+static dg_mcu_arch
+block_isa(const uint8_t *b, size_t n, size_t min)
+{
+	size_t c[DG_MCU_ARCH_MAX_];
+
+	isa_counts(b, n, c);
+	return isa_of(c, min);
+}
+
+static int
+is_ret(const uint8_t *q, uint8_t arch)
+{
+	uint16_t h = rd16(q);
+
+	switch (arch) {
+	case DG_MCU_THUMB2: return h == 0x4770 || (h & 0xFF00) == 0xBD00;
+	case DG_MCU_RV32: return h == 0x8082;
+	case DG_MCU_XTENSA: return q[1] == 0xF0 && (q[0] == 0x0D || q[0] == 0x1D);
+	default: return 0;
+	}
+}
+
+/* Where an image of arch to starts after one of arch from, the block at
+ * blk being the first of the new code (part from a, ending at e): after the
+ * old image's last return before the new code's first return, at the end
+ * of the last run of 16 or more zero or 0xFF bytes (padding, zero-filled
+ * data) if there is one, 4-aligned; the first new return else. */
+static uint32_t
+boundary(const uint8_t *b, uint32_t a, uint32_t blk, uint32_t e, uint8_t from, uint8_t to)
+{
+	uint32_t lo = blk - a >= MIX_MIN + MIX_BLOCK ? blk - MIX_BLOCK : a + MIX_MIN;
+	uint32_t hi = e - blk > MIX_BLOCK ? blk + MIX_BLOCK : e - 1, first = hi, last = lo, o, pad = 0;
+	uint32_t run = 0;
+
+	/* the new code's first return: two in a row 64 bytes apart at most
+	 * with no return of the old set between */
+	for (o = blk; o + 2 <= hi; o += 2)
+		if (is_ret(b + o, to)) {
+			first = o;
+			break;
+		}
+	if (first == hi)
+		return blk;
+	for (o = first; o > lo; o -= 2)
+		if (is_ret(b + o - 2, from)) {
+			last = o;
+			break;
+		}
+	for (o = (last + 3u) & ~3u; o + 4 <= first; o += 4) {
+		uint32_t w = dg_mcu_rd32(b + o);
+
+		run = w == 0 || w == 0xFFFFFFFFu ? run + 4 : 0;
+		if (run >= 16)
+			pad = o + 4;
+	}
+	if (pad)
+		return pad;
+	return first & ~3u;
+}
+
+/* Split part p (b[p->off..p->end), arch p->arch or NONE when unknown) where
+ * MIX_RUN labelled blocks in a row are of another instruction set; the new
+ * parts go after it in parts[] (*np of them, at most MIX_MAX). */
+static void
+split_isa(const uint8_t *b, struct mix_part *parts, unsigned *np, unsigned p)
+{
+	uint32_t a = parts[p].off, e = parts[p].end, o, run_start = 0;
+	uint8_t cur = parts[p].arch, run_arch = DG_MCU_NONE;
+	unsigned run = 0;
+
+	for (o = a; e - o >= MIX_BLOCK; o += MIX_BLOCK) {
+		dg_mcu_arch l = block_isa(b + o, MIX_BLOCK, 2);
+		uint32_t s;
+
+		if (l == DG_MCU_NONE)
+			continue;
+		if (l == cur) {
+			run = 0;
+			continue;
+		}
+		if (l != run_arch) {
+			run_arch = (uint8_t)l;
+			run_start = o;
+			run = 0;
+		}
+		if (++run < MIX_RUN)
+			continue;
+		if (cur == DG_MCU_NONE) {
+			/* a headerless part: its instruction set */
+			parts[p].arch = cur = run_arch;
+			run = 0;
+			continue;
+		}
+		if (*np == MIX_MAX)
+			return;
+		s = boundary(b, a, run_start, e, cur, run_arch);
+		memmove(&parts[p + 2], &parts[p + 1], (*np - p - 1) * sizeof(parts[0]));
+		parts[p + 1] = (struct mix_part){ .off = s, .end = e, .arch = run_arch };
+		parts[p].end = s;
+		(*np)++;
+		p++;
+		a = s;
+		cur = run_arch;
+		run = 0;
+	}
+}
+
+/* Inside a file, more than detect_cortex_m asks of a vector table (tables
+ * of odd constants pass that): an 8-aligned initial SP (the end of RAM) and
+ * a reset handler of its own beside the default handler. */
+static int
+vt_strict(const uint8_t *b)
+{
+	uint32_t sp = dg_mcu_rd32(b), reset = dg_mcu_rd32(b + 4);
+
+	if (sp & 7)
+		return 0;
+	for (unsigned i = 2; i < 16; i++) {
+		uint32_t h = dg_mcu_rd32(b + 4 * i);
+
+		if (h && h != reset)
+			return 1;
+	}
+	return 0;
+}
+
+unsigned
+dg_mcu_detect_mixed(const uint8_t *b, size_t n, dg_mcu_map *m)
+{
+	static const struct mix_part zero;
+	struct mix_part *parts, t;
+	unsigned np = 0, i, k;
+	size_t o, len;
+	uint32_t last = 0;
+
+	memset(m, 0, sizeof(*m));
+	if (n >= ((size_t)1 << 31) || n < 2 * MIX_MIN)
+		return 0;
+	parts = calloc(MIX_MAX, sizeof(*parts));
+	if (!parts)
+		return 0;
+	/* image headers, 4-aligned: Cortex-M vector tables, ESP app images */
+	for (o = 0; o + 256 <= n && np < MIX_MAX; o += 4) {
+		t = zero;
+		if (np && o - last < MIX_MIN)
+			continue;
+		if (b[o] == 0xE9 && (len = esp_at(b + o, n - o, &t.m)) >= MIX_MIN) {
+			t.esp = 1;
+			t.arch = t.m.arch;
+			t.off = (uint32_t)o;
+			t.end = (uint32_t)(o + len);
+		} else if (vt_strict(b + o) && detect_cortex_m(b + o, n - o, &t.m) == DG_MCU_THUMB2) {
+			t.arch = DG_MCU_THUMB2;
+			t.base = t.m.r[0].vaddr;
+			t.vt = 1;
+			t.off = (uint32_t)o;
+			t.end = (uint32_t)n;
+		} else {
+			continue;
+		}
+		if (np && !parts[np - 1].esp)
+			parts[np - 1].end = t.off;
+		if (!np && o >= MIX_BLOCK * MIX_RUN)
+			parts[np++] = (struct mix_part){ .off = 0, .end = (uint32_t)o };
+		if (np < MIX_MAX)
+			parts[np++] = t;
+		last = (uint32_t)o;
+		if (t.esp)
+			o = ((t.end + 3u) & ~3u) - 4;
+	}
+	if (np == 0) {
+		free(parts);
+		return 0;
+	}
+	/* after an ESP image: what follows, up to the next header */
+	for (i = 0; i < np && np < MIX_MAX; i++) {
+		uint32_t next = i + 1 < np ? parts[i + 1].off : (uint32_t)n;
+
+		if (parts[i].esp && next - parts[i].end >= MIX_BLOCK * MIX_RUN) {
+			memmove(&parts[i + 2], &parts[i + 1], (np - i - 1) * sizeof(parts[0]));
+			parts[i + 1] = (struct mix_part){ .off = parts[i].end, .end = next };
+			np++;
+		}
+	}
+	/* instruction-set changes inside the headerless stretches and after
+	 * Cortex-M images */
+	for (i = 0; i < np; i++)
+		if (!parts[i].esp)
+			split_isa(b, parts, &np, i);
+	/* the map: one region per flat image, the segments of an ESP image */
+	m->version = DG_MCU_MAP_V3;
+	for (i = 0, k = 0; i < np; i++) {
+		struct mix_part *p = &parts[i];
+
+		if (p->arch == DG_MCU_NONE)
+			continue;
+		if (p->esp) {
+			if (m->n + p->m.n > DG_MCU_MAX_REGIONS)
+				break;
+			for (unsigned r = 0; r < p->m.n; r++) {
+				dg_mcu_region x = p->m.r[r];
+
+				x.soff += p->off;
+				x.toff = x.soff;
+				x.arch = p->arch;
+				x.image = (uint8_t)k;
+				m->r[m->n++] = x;
+			}
+		} else {
+			if (m->n == DG_MCU_MAX_REGIONS)
+				break;
+			if (!p->vt)
+				p->base = flat_base(b + p->off, p->end - p->off, 1);
+			m->r[m->n++] = (dg_mcu_region){ p->off, p->off, p->end - p->off, p->base,
+							DG_MCU_CODE | DG_MCU_ABS, p->arch,
+							(uint8_t)k };
+		}
+		k++;
+	}
+	if (m->n)
+		m->arch = m->r[0].arch;
+	free(parts);
+	return k;
 }
 
 dg_mcu_arch
@@ -373,8 +716,10 @@ abs_pass(uint8_t *buf, const dg_mcu_region *r, const dg_mcu_pred *p, int keep_bi
 		dg_mcu_abs_word(buf, r->soff + (uint32_t)o, p, keep_bit0);
 }
 
-void
-dg_mcu_predict(uint8_t *buf, size_t size, const dg_mcu_map *map, dg_bcj_shift_fn shift, void *ctx)
+/* the regions of one image (version 1 and 2 maps: one image), each pass
+ * seeing only them */
+static void
+predict_image(uint8_t *buf, size_t size, const dg_mcu_map *map, dg_bcj_shift_fn shift, void *ctx)
 {
 	dg_mcu_pred p = { map, shift, ctx };
 
@@ -392,6 +737,50 @@ dg_mcu_predict(uint8_t *buf, size_t size, const dg_mcu_map *map, dg_bcj_shift_fn
 			}
 		} else if (r->flags & DG_MCU_ABS) {
 			abs_pass(buf, r, &p, map->arch == DG_MCU_THUMB2);
+		}
+	}
+}
+
+void
+dg_mcu_predict(uint8_t *buf, size_t size, const dg_mcu_map *map, dg_bcj_shift_fn shift, void *ctx)
+{
+	dg_mcu_map sub;
+	unsigned i, j;
+
+	if (dg_mcu_map_version(map) < DG_MCU_MAP_V3) {
+		predict_image(buf, size, map, shift, ctx);
+		return;
+	}
+	/* version 3: image by image (in the order of their first region), each
+	 * with only its own regions as the map, each region with its own
+	 * architecture (the generator gives an image's regions one) */
+	for (i = 0; i < map->n; i++) {
+		for (j = 0; j < i && map->r[j].image != map->r[i].image; j++)
+			;
+		if (j < i)
+			continue; /* image done */
+		memset(&sub, 0, sizeof(sub));
+		sub.version = DG_MCU_MAP_V3;
+		for (j = i; j < map->n; j++)
+			if (map->r[j].image == map->r[i].image)
+				sub.r[sub.n++] = map->r[j];
+		for (j = 0; j < sub.n; j++) {
+			dg_mcu_pred p = { &sub, shift, ctx };
+			const dg_mcu_region *r = &sub.r[j];
+
+			sub.arch = r->arch;
+			if ((uint64_t)r->soff + r->len > size)
+				continue;
+			if (r->flags & DG_MCU_CODE) {
+				switch (r->arch) {
+				case DG_MCU_THUMB2: dg_bcj_thumb2_predict(buf, r, &p); break;
+				case DG_MCU_XTENSA: dg_bcj_xtensa_predict(buf, r, &p); break;
+				case DG_MCU_RV32: dg_bcj_riscv_predict(buf, r, &p); break;
+				default: break;
+				}
+			} else if (r->flags & DG_MCU_ABS) {
+				abs_pass(buf, r, &p, r->arch == DG_MCU_THUMB2);
+			}
 		}
 	}
 }

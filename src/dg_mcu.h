@@ -37,7 +37,10 @@ typedef enum dg_mcu_arch {
 #define DG_MCU_CODE 1u /* instructions of the map's architecture */
 #define DG_MCU_ABS 2u  /* aligned 32-bit words holding addresses */
 
-#define DG_MCU_MAX_REGIONS 16
+/* regions in a map: at most 16 in map versions 1 and 2 (one image), 32 in
+ * version 3 (several images) */
+#define DG_MCU_MAX_REGIONS_V1 16
+#define DG_MCU_MAX_REGIONS 32
 
 typedef struct dg_mcu_region {
 	uint32_t soff;  /* offset in the source file */
@@ -45,6 +48,8 @@ typedef struct dg_mcu_region {
 	uint32_t len;   /* bytes, in the source */
 	uint32_t vaddr; /* load address of soff (and of toff in the target) */
 	uint8_t flags;  /* DG_MCU_CODE | DG_MCU_ABS */
+	uint8_t arch;   /* map version 3: the region's dg_mcu_arch; else 0 */
+	uint8_t image;  /* map version 3: the image it belongs to; else 0 */
 } dg_mcu_region;
 
 /* Map versions: the version says which prediction rules apply, so that a
@@ -53,6 +58,11 @@ typedef struct dg_mcu_region {
  * within 4 KiB (longer ones were mostly data decoded as instructions). */
 #define DG_MCU_MAP_V1 1u
 #define DG_MCU_MAP_V2 2u
+/* 3: several images in one file (a concatenation: bootloader + app, images
+ * for several cores): each region has its own architecture and image
+ * number; an address is looked up only among its own image's regions.
+ * Xtensa regions take the version 2 rules. */
+#define DG_MCU_MAP_V3 3u
 
 typedef struct dg_mcu_map {
 	uint8_t version; /* DG_MCU_MAP_V*; 0: the newest for arch */
@@ -83,12 +93,22 @@ int dg_mcu_map_read(const uint8_t *p, size_t len, uint64_t src_size, dg_mcu_map 
  * toff == soff. Returns the architecture found, or DG_MCU_NONE. */
 dg_mcu_arch dg_mcu_detect(const uint8_t *buf, size_t n, dg_mcu_map *m);
 
+/* Several firmware images in one file, one after the other: Cortex-M
+ * vector tables and ESP app headers where an image starts, and changes of
+ * instruction set (a headerless RV32 or Xtensa image after a Cortex-M one)
+ * found by the density of return instructions per 4 KiB block. Fills m as
+ * a version 3 map (one or more regions per image, numbered in file order)
+ * and returns the number of images found; m is only meaningful when that
+ * is 2 or more. */
+unsigned dg_mcu_detect_mixed(const uint8_t *buf, size_t n, dg_mcu_map *m);
+
 /* A flat image of arch loaded at base: one region over the whole file,
  * code and addresses. */
 void dg_mcu_flat(dg_mcu_map *m, dg_mcu_arch arch, uint32_t base, size_t n);
 
 /* Pair a source map with the target's (the same image kind: region i of
- * both is the same segment): sets each source region's toff. Returns 0, or
+ * both is the same segment, of the same image and architecture): sets each
+ * source region's toff. Returns 0, or
  * -1 when they do not pair (then toff stays soff). */
 int dg_mcu_pair(dg_mcu_map *src, const dg_mcu_map *tgt);
 

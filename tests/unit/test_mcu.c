@@ -1,7 +1,8 @@
 /* Unit tests: MCU firmware prediction (issue 15): item kind 8
  * (bsdiff-mcu-predict) for Thumb-2, Xtensa and RV32 on synthetic
  * instruction streams whose code shifts; wrong architecture / base guesses
- * that still round-trip; deltas without kind 8; damaged kind-8 items. */
+ * that still round-trip; several images in one file (map version 3);
+ * deltas without kind 8; damaged kind-8 items. */
 #include "config.h"
 
 #include <setjmp.h>
@@ -78,6 +79,8 @@ rv_jal(uint8_t *p, uint32_t pc, uint32_t dst)
  * insert, a new function of extra bytes goes in front of function 3, so
  * everything after it shifts. Function bodies are fixed by seed. */
 static uint32_t insert_at; /* source offset where the insertion goes */
+static int with_returns;   /* each function ends with a return (mixed images) */
+static uint64_t seed_mix;  /* another image of the same shape */
 
 static uint8_t *
 make_image(dg_mcu_arch a, int insert, size_t *len)
@@ -88,7 +91,7 @@ make_image(dg_mcu_arch a, int insert, size_t *len)
 	unsigned step = a == DG_MCU_XTENSA ? 3 : a == DG_MCU_THUMB2 ? 2 : 4;
 
 	assert_non_null(b);
-	rng_state = 0x9E3779B97F4A7C15ull;
+	rng_state = 0x9E3779B97F4A7C15ull ^ seed_mix;
 	for (int f = 0; f < NFUNC; f++) {
 		if (f == 3)
 			pos += extra;
@@ -120,7 +123,12 @@ make_image(dg_mcu_arch a, int insert, size_t *len)
 		for (uint32_t k = 0; k + step <= flen[f]; k += step) {
 			uint32_t pc = BASE + o + k, r = rnd();
 
-			if (r % 5 == 0) {
+			if (with_returns && k + step == flen[f] && step != 3) {
+				/* BX LR; C.JR ra + C.NOP */
+				put16(b + o + k, step == 2 ? 0x4770u : 0x8082u);
+				if (step == 4)
+					put16(b + o + k + 2, 0x0001u);
+			} else if (r % 5 == 0) {
 				uint32_t dst = BASE + start[rnd() % NFUNC];
 
 				if (step == 2 && k + 4 <= flen[f]) {
@@ -388,6 +396,149 @@ test_map_rw(void **state)
 	assert_int_equal(dg_mcu_arch_from_name("bogus"), DG_MCU_NONE);
 }
 
+/* A Cortex-M image (vector table: SP, then odd handlers) or an RV32 one
+ * (no header), ending in zero padding as images written to flash are */
+static uint8_t *
+mixed_part(dg_mcu_arch a, int insert, size_t *len)
+{
+	uint8_t *b;
+
+	with_returns = 1;
+	b = make_image(a, insert, len);
+	with_returns = 0;
+	if (a == DG_MCU_THUMB2) {
+		/* initial SP; the reset handler is the first function */
+		dg_mcu_wr32(b, 0x20008000u);
+		dg_mcu_wr32(b + 4, (BASE + 64u) | 1u);
+	}
+	*len = (*len + 32 + 255) & ~(size_t)255; /* calloc'd: zeros */
+	return b;
+}
+
+/* thumb2 + rv32 + thumb2, v1 or v2 (insert); offsets of the parts */
+static uint8_t *
+mixed_file(int insert, size_t *len, size_t off[3])
+{
+	static const dg_mcu_arch arch[3] = { DG_MCU_THUMB2, DG_MCU_RV32, DG_MCU_THUMB2 };
+	uint8_t *f = malloc(3 << 20);
+	size_t pos = 0;
+
+	assert_non_null(f);
+	for (int i = 0; i < 3; i++) {
+		size_t l;
+		uint8_t *p;
+
+		seed_mix = (uint64_t)i << 40;
+		p = mixed_part(arch[i], insert, &l);
+		seed_mix = 0;
+
+		off[i] = pos;
+		memcpy(f + pos, p, l);
+		pos += l;
+		free(p);
+	}
+	*len = pos;
+	return f;
+}
+
+/* Several images in one file: found where they start, each with its own
+ * architecture and base; a single image is one image; the mixed
+ * prediction is chosen and beats one flat map over the whole file. */
+static void
+test_mixed(void **state)
+{
+	size_t n, m, so[3], to[3], mixed, flat, none, l;
+	uint8_t *s = mixed_file(0, &n, so), *t = mixed_file(1, &m, to), *one;
+	dg_mcu_map map;
+	char method[64];
+
+	assert_int_equal(dg_mcu_detect_mixed(s, n, &map), 3);
+	assert_int_equal(map.version, DG_MCU_MAP_V3);
+	assert_int_equal(map.n, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		assert_int_equal(map.r[i].image, i);
+		assert_int_equal(map.r[i].soff, so[i]);
+		assert_int_equal(map.r[i].len, (i < 2 ? so[i + 1] : n) - so[i]);
+		assert_int_equal(map.r[i].vaddr, BASE);
+		assert_int_equal(map.r[i].flags, DG_MCU_CODE | DG_MCU_ABS);
+	}
+	assert_int_equal(map.r[0].arch, DG_MCU_THUMB2);
+	assert_int_equal(map.r[1].arch, DG_MCU_RV32);
+	assert_int_equal(map.r[2].arch, DG_MCU_THUMB2);
+	assert_int_equal(dg_mcu_detect_mixed(t, m, &map), 3);
+	assert_int_equal(map.r[1].soff, to[1]);
+	assert_int_equal(map.r[2].soff, to[2]);
+	/* one image alone is not a mixed one */
+	one = mixed_part(DG_MCU_THUMB2, 0, &l);
+	assert_int_equal(dg_mcu_detect_mixed(one, l, &map), 1);
+	free(one);
+
+	mixed = diff_apply(s, n, t, m, 0, 0, 0, method);
+	flat = diff_apply(s, n, t, m, DG_MCU_THUMB2, 1, BASE, NULL);
+	none = diff_apply(s, n, t, m, DG_DELTA_MCU_OFF, 0, 0, NULL);
+	print_message("mixed: %zu bytes (%s), one thumb2 map %zu, none %zu\n", mixed, method, flat,
+		      none);
+	assert_non_null(strstr(method, "mixed-predict"));
+	assert_true(mixed < flat);
+	assert_true(mixed < none);
+	free(s);
+	free(t);
+}
+
+/* Version 3 maps: each region's architecture and image round-trip; an
+ * architecture of 0 in a version 3 region, image bytes in a version 1
+ * map, more than 16 regions below version 3 and more than 32 are refused. */
+static void
+test_map_v3(void **state)
+{
+	dg_mcu_map m, back;
+	uint8_t buf[4 + 20 * 40];
+	size_t used, sz;
+
+	memset(&m, 0, sizeof(m));
+	m.version = DG_MCU_MAP_V3;
+	m.arch = DG_MCU_THUMB2;
+	m.n = 20;
+	for (unsigned i = 0; i < m.n; i++)
+		m.r[i] = (dg_mcu_region){ 1000 * i, 1100 * i, 1000, BASE, DG_MCU_CODE | DG_MCU_ABS,
+					  (uint8_t)(i % 2 ? DG_MCU_RV32 : DG_MCU_XTENSA),
+					  (uint8_t)(i / 2) };
+	sz = dg_mcu_map_size(&m);
+	dg_mcu_map_write(&m, buf);
+	assert_int_equal(buf[0], DG_MCU_MAP_V3);
+	assert_int_equal(dg_mcu_map_read(buf, sz, 20000, &back, &used), 0);
+	assert_int_equal(used, sz);
+	assert_int_equal(back.n, 20);
+	for (unsigned i = 0; i < m.n; i++) {
+		assert_int_equal(back.r[i].arch, m.r[i].arch);
+		assert_int_equal(back.r[i].image, m.r[i].image);
+		assert_int_equal(back.r[i].toff, m.r[i].toff);
+	}
+	/* Xtensa regions of a version 3 map take the version 2 rules */
+	assert_true(dg_mcu_map_version(&back) >= DG_MCU_MAP_V2);
+	/* 20 regions: only version 3 */
+	buf[0] = DG_MCU_MAP_V1;
+	assert_int_equal(dg_mcu_map_read(buf, sz, 20000, &back, &used), -1);
+	buf[0] = DG_MCU_MAP_V3;
+	buf[4 + 20 * 5 + 17] = 0;
+	assert_int_equal(dg_mcu_map_read(buf, sz, 20000, &back, &used), -1);
+	buf[4 + 20 * 5 + 17] = DG_MCU_ARCH_MAX_;
+	assert_int_equal(dg_mcu_map_read(buf, sz, 20000, &back, &used), -1);
+	buf[4 + 20 * 5 + 17] = DG_MCU_RV32;
+	buf[4 + 20 * 5 + 19] = 1;
+	assert_int_equal(dg_mcu_map_read(buf, sz, 20000, &back, &used), -1);
+	buf[4 + 20 * 5 + 19] = 0;
+	assert_int_equal(dg_mcu_map_read(buf, sz, 20000, &back, &used), 0);
+	buf[2] = 33;
+	assert_int_equal(dg_mcu_map_read(buf, sizeof(buf), 40000, &back, &used), -1);
+	/* a version 1 map with an image byte */
+	dg_mcu_flat(&m, DG_MCU_THUMB2, BASE, 4096);
+	dg_mcu_map_write(&m, buf);
+	assert_int_equal(dg_mcu_map_read(buf, dg_mcu_map_size(&m), 4096, &back, &used), 0);
+	buf[4 + 18] = 1;
+	assert_int_equal(dg_mcu_map_read(buf, dg_mcu_map_size(&m), 4096, &back, &used), -1);
+}
+
 /* A delta without kind 8 (prediction off) applies as before; a kind-8
  * delta with any byte changed never yields a wrong target and never
  * crashes: it is refused or (the change is in slack) gives the target. */
@@ -486,6 +637,8 @@ main(void)
 		cmocka_unit_test(test_wrong_guess),
 		cmocka_unit_test(test_xtensa_map_versions),
 		cmocka_unit_test(test_map_rw),
+		cmocka_unit_test(test_mixed),
+		cmocka_unit_test(test_map_v3),
 		cmocka_unit_test(test_damaged_kind8),
 		cmocka_unit_test(test_older_deltas),
 	};
