@@ -622,6 +622,25 @@ run_predict_mcu(struct gen *g, struct job *j)
 	job_free_streams(j);
 	if ((err = diff_split(j->idx, j->t, j->len, g->threads, &ctrl1, &diff1, &extra1)))
 		goto out;
+	if (j->twin) {
+		/* the first pass is the unfiltered bsdiff candidate too */
+		struct job *tw = j->twin;
+		struct item *ti = &tw->plan->items[tw->item];
+
+		job_free_streams(tw);
+		tw->st[1] = diff1;
+		tw->st[2] = extra1;
+		memset(&diff1, 0, sizeof(diff1));
+		memset(&extra1, 0, sizeof(extra1));
+		if ((err = dg_buf_append(&tw->st[0], ctrl1.data, ctrl1.len)))
+			goto out;
+		ti->kind = KIND_BSDIFF;
+		ti->out_len = tw->len;
+		ti->src_off = 0;
+		ti->src_len = tw->sn;
+		if ((err = estimate_parts(g, tw, ti)))
+			goto out;
+	}
 	dg_buf_free(&diff1);
 	dg_buf_free(&extra1);
 	if ((err = dg_delta_xmap_build(ctrl1.data, ctrl1.len, j->sn, &m)))
@@ -1125,8 +1144,9 @@ dg_delta_diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 			j->len = (c + 1) * chunk < m ? chunk : m - j->off;
 		}
 	}
-	if (predict && nchunks == 1) {
-		/* jobs[0] is the prediction; jobs[2] the unfiltered bsdiff */
+	if ((predict || mcu) && nchunks == 1) {
+		/* jobs[0] is the prediction (x86-64 or MCU); jobs[2] the
+		 * unfiltered bsdiff */
 		jobs[0].twin = &jobs[2];
 		jobs[2].run = run_twin;
 	}
