@@ -388,8 +388,15 @@ struct gen {
  * from the streams kept by the estimate (not diffed again). */
 #define LEVEL(g) ((g)->final ? (g)->level : ESTIMATE_LEVEL)
 #define XZ(g) ((g)->final)
-/* Parts above this are xz'd in segments by several threads. */
+/* Parts below this are never left to xz alone (estimate_parts). */
 #define XZ_SEGMENT_MIN (256u << 10)
+/* Parts above this are xz'd in segments by several threads; up to it in one
+ * (each segment starts with an empty dictionary: a file of several images,
+ * or of repeated ones, lost a third of its difference stream's xz size in
+ * two segments; giving each segment the bytes before it as preset
+ * dictionary kept the size but took more CPU time and was not faster on
+ * the shared 2-CPU machine) */
+#define XZ_ONE_MAX (4u << 20)
 /* Streams above this go without xz (time) */
 #define XZ_MAX (32u << 20)
 /* Targets above this get zstd patch-from at level 9 (time) */
@@ -894,7 +901,7 @@ finalize(struct gen *g, struct plan *plans, size_t nplans, size_t best, struct j
 					map[nm].xi = ++nj;
 				}
 				if (b->len <= XZ_MAX) {
-					nseg = threads > 1 && b->len >= XZ_SEGMENT_MIN ? threads : 1;
+					nseg = threads > 1 && b->len > XZ_ONE_MAX ? threads : 1;
 					if (nseg > 4)
 						nseg = 4;
 					for (x = 0; x < nseg; x++) {
