@@ -848,7 +848,8 @@ struct pmap {
 	size_t zi, xi, nx; /* zstd result, first xz segment, segments */
 };
 
-/* The final compression of the plans within 30% of the best estimate:
+/* The final compression of the plans within 30% of the best estimate (15%
+ * for a bsdiff plan when the best is one too):
  * kept streams are compressed per part (zstd and xz as separate jobs,
  * xz in segments for large parts); other plans' jobs are run again at
  * the full level. Marks those plans final. */
@@ -868,7 +869,12 @@ finalize(struct gen *g, struct plan *plans, size_t nplans, size_t best, struct j
 		goto fail;
 	}
 	for (p = 0; p < nplans - 1; p++) {
-		if (p != best && plans[p].size > est + est * 3 / 10)
+		/* zstd patch-from gains the most from the full level: 30%;
+		 * bsdiff candidates against a bsdiff best gain alike: 15% */
+		int alike = plans[p].items[0].kind != KIND_ZPATCH &&
+			    plans[best].items[0].kind != KIND_ZPATCH;
+
+		if (p != best && plans[p].size > est + est * (alike ? 15 : 30) / 100)
 			continue;
 		plans[p].final = 1;
 		for (i = 0; i < njobs; i++) {
@@ -1189,6 +1195,7 @@ dg_delta_diff_plain(const uint8_t *src, size_t n, const uint8_t *tgt, size_t m,
 			best = i;
 	}
 	/* compress the winner for real, and every other candidate within 30%
+	 * (15% for bsdiff ones when it is bsdiff)
 	 * of it, since methods gain unequally from the full level (zstd
 	 * patch-from most): each part's zstd and xz (in segments when large)
 	 * are separate jobs, so that they spread over the threads */
