@@ -74,13 +74,20 @@ fail:
 	return err;
 }
 
+/* A part in one segment above this gets a shallower match search (depth
+ * 64: on the 2 MB MCU pair's difference stream 24% less time, 1.8% larger) */
+#define XZ_SHALLOW_MIN (1u << 20)
+#define XZ_SHALLOW_DEPTH 64
+
 /* Raw LZMA2 (xz preset 9e) of data[0..len) with the dictionary the applier
  * derives from the whole part's length (dict). A part may be encoded in
  * several segments, each by a different thread: an LZMA2 stream may reset
  * its dictionary at any chunk, so the segments are concatenated with the
- * end marker (one 0x00 byte) dropped from all but the last. */
+ * end marker (one 0x00 byte) dropped from all but the last. shallow: the
+ * match finder searches XZ_SHALLOW_DEPTH nodes, not 9e's 512. */
 static dg_err
-xz_segment(const uint8_t *data, size_t len, size_t dict, int last, int sparse, struct part *p)
+xz_segment(const uint8_t *data, size_t len, size_t dict, int last, int sparse, int shallow,
+	   struct part *p)
 {
 	lzma_options_lzma opt;
 	lzma_filter f[2];
@@ -93,6 +100,8 @@ xz_segment(const uint8_t *data, size_t len, size_t dict, int last, int sparse, s
 	if (lzma_lzma_preset(&opt, 9 | LZMA_PRESET_EXTREME))
 		return DG_ERR_DELTA_CODEC;
 	opt.dict_size = (uint32_t)dict;
+	if (shallow)
+		opt.depth = XZ_SHALLOW_DEPTH;
 	if (sparse) {
 		/* difference bytes: no alignment, little literal context */
 		opt.lc = 1;
@@ -170,7 +179,7 @@ dg_delta_compress_part(const uint8_t *data, size_t len, int level, int streamed,
 	if ((err = zstd_part(data, len, level, streamed, p)) || len == 0)
 		return err;
 	memset(&xz, 0, sizeof(xz));
-	if (try_xz && (err = xz_segment(data, len, dg_delta_xz_dict(len), 1, 0, &xz))) {
+	if (try_xz && (err = xz_segment(data, len, dg_delta_xz_dict(len), 1, 0, 0, &xz))) {
 		dg_buf_free(&p->comp);
 		return err;
 	}
@@ -363,7 +372,7 @@ struct job {
 	struct part *res;
 	uint32_t codec;
 	size_t dict;
-	int last, sparse;
+	int last, sparse, shallow;
 	struct job *twin;      /* predict: the unfiltered bsdiff job its first
 	                        * pass also does (its run is run_twin) */
 	const dg_mcu_map *mcu; /* MCU prediction: the source's address map */
@@ -732,7 +741,7 @@ static void
 run_part(struct gen *g, struct job *j)
 {
 	if (j->codec == CODEC_XZ)
-		j->err = xz_segment(j->data, j->len, j->dict, j->last, j->sparse, j->res);
+		j->err = xz_segment(j->data, j->len, j->dict, j->last, j->sparse, j->shallow, j->res);
 	else
 		j->err = zstd_part(j->data, j->len, g->level, 1, j->res);
 }
@@ -919,7 +928,9 @@ finalize(struct gen *g, struct plan *plans, size_t nplans, size_t best, struct j
 								       .codec = CODEC_XZ,
 								       .dict = dg_delta_xz_dict(b->len),
 								       .last = x + 1 == nseg,
-								       .sparse = k == 1 };
+								       .sparse = k == 1,
+								       .shallow = nseg == 1 &&
+										  l > XZ_SHALLOW_MIN };
 						nj++;
 					}
 					map[nm].nx = nseg;
