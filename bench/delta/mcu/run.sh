@@ -65,4 +65,6 @@ awk '{ b[$1" "$2] = $3; if (!($1 in seen)) { seen[$1] = 1; order[n++] = $1 } }
      END { for (i = 0; i < n; i++) { p = order[i]; if ((p" hdiffpatch") in b && (p" deltagate") in b) {
              printf "%-8s %.3f\n", p, b[p" deltagate"] / b[p" hdiffpatch"];
              th += b[p" hdiffpatch"]; td += b[p" deltagate"]; tb += b[p" bsdiff"] } }
-           if (th) printf "total    %.3f x HDiffPatch (%d vs %d bytes), %.3f x bsdiff\n", td / th, td, th, td / tb }' "$W/sizes"
+           if (th) printf "total    %.3f x HDiffPatch (%d vs %d bytes)", td / th, td, th
+           if (th && tb) printf ", %.3f x bsdiff", td / tb
+           if (th) printf "\n" }' "$W/sizes"
