@@ -128,7 +128,10 @@ INTEGRATION_TESTS += tests/integration/30-cache-cli.sh
 # delta CLI (issue 6)
 INTEGRATION_TESTS += tests/integration/40-delta-cli.sh \
 	tests/integration/41-delta-recompress.sh \
-	tests/integration/42-delta-ext4.sh
+	tests/integration/42-delta-ext4.sh \
+	tests/integration/44-delta-mcu-gateway.sh
+# 44: MCU firmware deltas through the gateway and its synthetic images (issue 15)
+EXTRA_DIST += tests/mcu-fw.py
 
 # --- integration: gateway (issue 4)
 INTEGRATION_TESTS += \
