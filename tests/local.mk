@@ -128,7 +128,10 @@ INTEGRATION_TESTS += tests/integration/30-cache-cli.sh
 # delta CLI (issue 6)
 INTEGRATION_TESTS += tests/integration/40-delta-cli.sh \
 	tests/integration/41-delta-recompress.sh \
-	tests/integration/42-delta-ext4.sh
+	tests/integration/42-delta-ext4.sh \
+	tests/integration/44-delta-mcu-gateway.sh
+# 44: MCU firmware deltas through the gateway and its synthetic images (issue 15)
+EXTRA_DIST += tests/mcu-fw.py
 
 # --- integration: gateway (issue 4)
 INTEGRATION_TESTS += \
@@ -243,7 +246,7 @@ TESTS += $(FUZZ_REPLAYS)
 
 # what the sanitizer build of .ci/run runs: make check TESTS='$(SANITIZER_TESTS)'
 SANITIZER_TESTS = $(UNIT_TESTS) $(FUZZ_REPLAYS) $(SHADOW_TESTS) \
-	tests/integration/05-fault-points.sh \
+	tests/integration/05-fault-points.sh tests/integration/44-delta-mcu-gateway.sh \
 	tests/integration/50-gateway-outcomes.sh tests/integration/51-gateway-config.sh \
 	tests/integration/52-gateway-broker-outage.sh tests/integration/53-gateway-kill9.sh \
 	tests/integration/54-gateway-limits.sh tests/integration/55-gateway-fair.sh \
